@@ -1,0 +1,277 @@
+"""One training cell, as a typed dataclass, and its command line.
+
+Every CLI option of ``python -m benchmarks TASK`` is a field of :class:`TrainConfig`;
+the argparse parser is generated from the fields (their ``help`` metadata, and
+``choices`` for the enumerations), so the two cannot drift apart.
+
+Fields whose default depends on the task (``dataset``, ``model``, ``lr``, ...) are
+declared ``None`` ("the task's default") and resolved in ``__post_init__`` from
+:data:`TASK_DEFAULTS`; a constructed config never holds such a ``None``. A config is
+validated when it is built: bad input raises :class:`ConfigError` (a ``ValueError``)
+naming the field, the value and what would be valid; the CLI turns it into exit code 2.
+
+A *cell* is the set of fields that decide what is computed (everything but where
+things live and how they are shown, :data:`LOCATION_FIELDS`); ``cell_id`` hashes it,
+so the same cell always maps to the same run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import os
+import pathlib
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """Bad user input: the CLI prints it and exits with code 2, writing nothing."""
+
+
+OPTIMIZERS = ("sgd", "sam", "asam", "gsam", "vasso")
+BASE_OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "constant")
+PRECISIONS = ("fp32", "bf16")
+BN_STATS = ("first", "both")
+DEVICES = ("auto", "cpu", "cuda")
+PROGRESS = ("auto", "bar", "log", "none")
+ASAM_SCALES = ("weights", "all")
+
+# What each task can train, and its defaults for the task-dependent fields.
+TASK_DATASETS: dict[str, tuple[str, ...]] = {
+    "digits": ("digits",),
+    "cifar": ("cifar10", "cifar100"),
+}
+TASK_MODELS: dict[str, tuple[str, ...]] = {
+    "digits": ("digits_cnn",),
+    "cifar": ("vgg11_bn", "resnet18", "wrn28_10", "pyramidnet110"),
+}
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Seconds on a laptop CPU: the embedded demo and the tests.
+    "digits": dict(dataset="digits", model="digits_cnn", lr=0.05, weight_decay=5e-4,
+                   epochs=30, batch_size=64, cutout_prob=0.0),
+    # The official VaSSO CIFAR recipe: 200 epochs, batch 128, lr 0.05, wd 1e-3, cutout always.
+    "cifar": dict(dataset="cifar10", model="resnet18", lr=0.05, weight_decay=1e-3,
+                  epochs=200, batch_size=128, cutout_prob=1.0),
+}
+TASKS = tuple(TASK_DEFAULTS)
+
+# Fields that say where things live and how they are shown; they are not part of a cell.
+LOCATION_FIELDS = ("data_dir", "runs_dir", "device", "download", "progress", "num_workers")
+
+
+def _default_data_dir() -> str:
+    return os.environ.get("VASSO_DATA") or "./data"
+
+
+def _default_runs_dir() -> str:
+    return os.environ.get("VASSO_RUNS") or "./runs"
+
+
+def _opt(help: str, choices: tuple[str, ...] | None = None, **kw: Any) -> Any:
+    """A dataclass field carrying its CLI help (and choices) as metadata."""
+    return field(metadata={"help": help, "choices": choices}, **kw)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one training run; see the module docstring."""
+
+    task: str = _opt("the task to train", TASKS)
+    # What is trained.
+    dataset: str | None = _opt("dataset (default: the task's first dataset)", default=None)
+    model: str | None = _opt("model name (see benchmarks.models)", default=None)
+    pyramidnet_alpha: int = _opt("PyramidNet widening factor alpha", default=270)
+    # The optimizer.
+    optimizer: str = _opt("optimizer; 'sgd' means the base optimizer alone", OPTIMIZERS, default="sgd")
+    base: str = _opt("base optimizer wrapped by the sharpness-aware methods", BASE_OPTIMIZERS, default="sgd")
+    rho: float = _opt("perturbation radius (rho_max for GSAM)", default=0.05)
+    theta: float = _opt("VaSSO averaging weight theta in (0, 1]; 1 is SAM", default=0.9)
+    eta: float = _opt("ASAM's eta in T_w = |w| + eta", default=0.01)
+    asam_scale: str = _opt("tensors ASAM scales: 'weights' (official) or 'all'", ASAM_SCALES, default="weights")
+    gsam_alpha: float = _opt("GSAM's alpha (weight of the orthogonal ascent)", default=0.0)
+    gsam_rho_min: float | None = _opt("GSAM's rho_min (default: rho, a constant rho)", default=None)
+    ascent_every: int = _opt("perturb every k-th step only (1: every step)", default=1)
+    bn_stats: str = _opt("BatchNorm running statistics from the first pass or both passes", BN_STATS,
+                         default="first")
+    lr: float | None = _opt("peak learning rate (default: per task)", default=None)
+    schedule: str = _opt("per-step learning-rate schedule", SCHEDULES, default="cosine")
+    warmup_epochs: float = _opt("linear warm-up length in epochs", default=0.0)
+    weight_decay: float | None = _opt("weight decay (default: per task)", default=None)
+    momentum: float = _opt("SGD momentum", default=0.9)
+    nesterov: bool = _opt("Nesterov momentum for the SGD base", default=False)
+    # The training run.
+    epochs: int | None = _opt("number of epochs (default: per task)", default=None)
+    batch_size: int | None = _opt("training batch size (default: per task)", default=None)
+    max_steps: int | None = _opt("cap on the steps per epoch (smoke runs; part of the cell)", default=None)
+    eval_every: int = _opt("evaluate every k epochs (and always after the last)", default=1)
+    label_smoothing: float = _opt("label smoothing of the training loss", default=0.0)
+    label_noise: float = _opt("fraction of training labels flipped to another class, in [0, 1)", default=0.0)
+    cutout_prob: float | None = _opt("probability of a 16x16 Cutout (default: per task)", default=None)
+    precision: str = _opt("fp32, or bf16 autocast", PRECISIONS, default="fp32")
+    seed: int = _opt("seed index; data and init seeds derive from (task, dataset, model, seed)", default=0)
+    experiment: str = _opt("experiment name: the runs-dir subfolder", default="adhoc")
+    # Where things live and how they are shown (not part of the cell).
+    data_dir: str = _opt("dataset root (env VASSO_DATA, else ./data)", default_factory=_default_data_dir)
+    runs_dir: str = _opt("runs root (env VASSO_RUNS, else ./runs)", default_factory=_default_runs_dir)
+    device: str = _opt("device: auto picks cuda when available", DEVICES, default="auto")
+    download: bool = _opt("download a missing dataset (never otherwise)", default=False)
+    progress: str = _opt("progress display: auto = a bar on a TTY, log lines otherwise", PROGRESS,
+                         default="auto")
+    num_workers: int = _opt("DataLoader worker processes (in-memory tasks use none)", default=4)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASK_DEFAULTS:
+            raise ConfigError(f"unknown task {self.task!r}; valid tasks: {', '.join(TASKS)}")
+        for name, value in TASK_DEFAULTS[self.task].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        self._coerce_types()
+        self._validate()
+
+    def _coerce_types(self) -> None:
+        """Ints given for float fields become floats, so that ``rho=1`` and ``rho=1.0``
+        are the same cell (same canonical JSON); any other type mismatch is an error."""
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), _base_type(f)
+            if value is None and f.name in _OPTIONAL_FIELDS:
+                continue
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+            elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ConfigError(f"{_flag(f.name)}={value!r}: expected {kind.__name__}")
+
+    def _validate(self) -> None:
+        def bad(name: str, why: str) -> ConfigError:
+            return ConfigError(f"--{name.replace('_', '-')}={getattr(self, name)!r}: {why}")
+
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise bad(f.name, f"valid choices: {', '.join(choices)}")
+        if self.dataset not in TASK_DATASETS[self.task]:
+            raise bad("dataset", f"task {self.task!r} has datasets: {', '.join(TASK_DATASETS[self.task])}")
+        if self.model not in TASK_MODELS[self.task]:
+            raise bad("model", f"task {self.task!r} has models: {', '.join(TASK_MODELS[self.task])}")
+        for name in ("rho", "eta", "gsam_alpha", "weight_decay", "momentum", "warmup_epochs",
+                     "label_smoothing"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise bad(name, "must be a finite number >= 0")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise bad("lr", "must be a finite number > 0")
+        if not 0 < self.theta <= 1:
+            raise bad("theta", "must lie in (0, 1] (theta = 1 is SAM)")
+        if self.gsam_rho_min is not None and not 0 <= self.gsam_rho_min <= self.rho:
+            raise bad("gsam_rho_min", f"must lie in [0, rho={self.rho}]")
+        if not 0 <= self.label_noise < 1:
+            raise bad("label_noise", "must lie in [0, 1)")
+        if not 0 <= self.label_smoothing < 1:
+            raise bad("label_smoothing", "must lie in [0, 1)")
+        if not 0 <= self.cutout_prob <= 1:
+            raise bad("cutout_prob", "must lie in [0, 1]")
+        if self.task == "digits" and self.cutout_prob > 0:
+            raise bad("cutout_prob", "the digits task has no augmentation; use 0")
+        for name in ("epochs", "batch_size", "ascent_every", "eval_every", "pyramidnet_alpha"):
+            if getattr(self, name) < 1:
+                raise bad(name, "must be an integer >= 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise bad("max_steps", "must be an integer >= 1 (or left out for full epochs)")
+        if self.warmup_epochs > self.epochs:
+            raise bad("warmup_epochs", f"must not exceed --epochs={self.epochs}")
+        if self.num_workers < 0:
+            raise bad("num_workers", "must be >= 0")
+        if self.seed < 0:
+            raise bad("seed", "the seed index must be >= 0")
+        if not self.experiment or "/" in self.experiment or self.experiment.startswith("."):
+            raise bad("experiment", "must be a plain, non-empty folder name")
+
+
+# Fields that may stay None after the task defaults are applied.
+_OPTIONAL_FIELDS = ("gsam_rho_min", "max_steps")
+
+
+def cell_fields(cfg: TrainConfig) -> dict[str, Any]:
+    """The fields that define the cell: all but :data:`LOCATION_FIELDS`."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in LOCATION_FIELDS}
+
+
+def cell_id(cfg: TrainConfig) -> str:
+    """12 hex chars of sha256 over the canonical (sorted-key) JSON of the cell fields."""
+    canonical = json.dumps(cell_fields(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def run_dir(cfg: TrainConfig) -> pathlib.Path:
+    """``<runs_dir>/<experiment>/<cell_id>``."""
+    return pathlib.Path(cfg.runs_dir) / cfg.experiment / cell_id(cfg)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@functools.cache
+def _type_hints() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _base_type(f: dataclasses.Field) -> type:
+    """The scalar type of a field (``float | None`` -> ``float``)."""
+    hint = _type_hints()[f.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m benchmarks`` parser, generated from the fields of TrainConfig."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Train one cell (task x model x optimizer x hyperparameters x seed) "
+        "into <runs-dir>/<experiment>/<cell-id>. Exit codes: 0 done, 75 preempted "
+        "(relaunch resumes), 1 failed (error.json), 2 bad input.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    for f in dataclasses.fields(TrainConfig):
+        help, choices = f.metadata["help"], f.metadata.get("choices")
+        if f.name == "task":
+            parser.add_argument("task", choices=choices, help=help)
+            continue
+        kind = _base_type(f)
+        # argparse defaults are None: a field left out keeps the dataclass default
+        # (or the task's), which depends on the task given first.
+        if kind is bool:
+            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction,
+                                default=None, help=help)
+        else:
+            parser.add_argument(_flag(f.name), type=kind, choices=choices, default=None,
+                                help=help, metavar=None if choices else kind.__name__.upper())
+    return parser
+
+
+def parse_argv(argv: list[str]) -> TrainConfig:
+    """Parse ``[TASK, --option value, ...]``; raises ConfigError for invalid values."""
+    ns = build_parser().parse_args(argv)
+    given = {k: v for k, v in vars(ns).items() if v is not None}
+    return TrainConfig(**given)
+
+
+def to_argv(cfg: TrainConfig) -> list[str]:
+    """The CLI arguments that rebuild ``cfg``: ``parse_argv(to_argv(cfg)) == cfg``."""
+    argv = [cfg.task]
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name == "task" or value is None:
+            continue
+        if isinstance(value, bool):
+            argv.append(_flag(f.name) if value else "--no-" + f.name.replace("_", "-"))
+        else:
+            # repr() of a float round-trips exactly through float().
+            argv += [_flag(f.name), repr(value) if isinstance(value, float) else str(value)]
+    return argv
