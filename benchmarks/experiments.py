@@ -1,0 +1,257 @@
+"""The paper's experiments, declared as grids of complete cell configurations.
+
+This module is the single source of truth for *what* runs: ``slurm`` expands an
+experiment into cells and runs them, ``results`` renders the same cells into the
+paper's tables and figures, and the Makefile names them. Each experiment is a
+tuple of full :class:`~benchmarks.config.TrainConfig` objects (one per cell,
+``cfg.experiment == name``), built by :func:`grid` from small data-like tables:
+
+- ``COMMON_CIFAR``: the training recipe shared by every CIFAR cell;
+- ``CIFAR10_MODELS`` / ``CIFAR100_MODELS``: SAM's rho and VaSSO's theta per model;
+- :func:`method_settings`: how each optimizer derives its hyperparameters from
+  those per-model values (ASAM's larger rho, GSAM's rho schedule and alpha).
+
+Every choice that the paper does not pin down is marked *unverified* in a
+comment where it is made, with where the value comes from (see
+``../shared/reference/METHODS.md``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from benchmarks.config import TrainConfig
+
+__all__ = ["Experiment", "EXPERIMENTS", "get", "grid", "method_settings", "OPTIMIZERS"]
+
+OPTIMIZERS = ("sgd", "sam", "asam", "gsam", "vasso")
+SEEDS = (0, 1, 2)  # seed *indices*: the engine derives the actual seeds from them
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One table or figure of the paper: its cells and how to lay them out."""
+
+    name: str  # "cifar10", "demo", ...
+    title: str  # what the paper calls it
+    cells: tuple[TrainConfig, ...]  # full configs, cfg.experiment == name
+    rows: str = "optimizer"  # the config field that labels table rows
+    columns: tuple[str, ...] = ("model",)  # the config fields that label columns
+    figure: str | None = None  # "curves" | "noise" | "theta" | None
+
+    def __post_init__(self) -> None:
+        strangers = [c for c in self.cells if c.experiment != self.name]
+        if strangers:
+            raise ValueError(
+                f"experiment {self.name!r} holds {len(strangers)} cell(s) whose "
+                f"`experiment` field is {strangers[0].experiment!r}: build its cells "
+                f"with grid(experiment={self.name!r}, ...)"
+            )
+
+
+def grid(base: Mapping[str, Any], **axes: Iterable[Any]) -> tuple[TrainConfig, ...]:
+    """The cartesian product of ``axes`` over ``base``, one TrainConfig per point.
+
+    Each axis is a config field with the values it takes. A value may also be a
+    dict, which is merged into the point instead of assigned to the axis name;
+    that is how coupled settings (a model with its rho and theta) form one axis.
+    The optimizer's own hyperparameters are then filled in by
+    :func:`method_settings` from the point's ``rho`` / ``theta``.
+
+    >>> cells = grid({"task": "digits", "experiment": "x"}, optimizer=["sgd", "sam"], seed=[0, 1])
+    >>> len(cells)
+    4
+    """
+    names = list(axes)
+    cells = []
+    for values in itertools.product(*(list(axes[n]) for n in names)):
+        point = dict(base)
+        for name, value in zip(names, values):
+            point.update(value if isinstance(value, Mapping) else {name: value})
+        point.update(method_settings(point))
+        cells.append(TrainConfig(**point))
+    return tuple(cells)
+
+
+def method_settings(point: Mapping[str, Any]) -> dict[str, Any]:
+    """The optimizer-specific fields of one cell, derived from its SAM ``rho``.
+
+    ``rho`` in a grid point is the model's SAM radius; ``theta`` its VaSSO
+    theta. Fields that an optimizer does not use are dropped, so that they keep
+    the config's defaults and never split otherwise equal cells.
+    """
+    optimizer = point["optimizer"]
+    rho = point.get("rho")
+    if optimizer == "sgd":
+        return {"rho": _default("rho"), "theta": _default("theta")}
+    if optimizer == "sam":
+        return {"rho": rho, "theta": _default("theta")}
+    if optimizer == "asam":
+        # ASAM's useful radius is about ten times SAM's (ASAM README: 0.5 vs 0.05
+        # on CIFAR-10, 1.0 vs 0.1 on CIFAR-100). eta: the library default 0.01 with
+        # weight-only scaling (official ASAM class); its CIFAR script passes 0.
+        return {"rho": round(10 * rho, 6), "theta": _default("theta")}
+    if optimizer == "gsam":
+        # *unverified* for CIFAR: GSAM's ImageNet ResNet recipe scaled to the
+        # model's SAM radius: rho decays with the LR from rho to rho/2, alpha 0.01.
+        return {
+            "rho": rho,
+            "gsam_rho_min": round(rho / 2, 6),
+            "gsam_alpha": 0.01,
+            "theta": _default("theta"),
+        }
+    if optimizer == "vasso":
+        return {"rho": rho, "theta": point.get("theta", _default("theta"))}
+    raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
+
+
+def _default(field_name: str) -> Any:
+    """TrainConfig's default for a field (so unused fields never vary)."""
+    return TrainConfig.__dataclass_fields__[field_name].default
+
+
+# ---------------------------------------------------------------------------
+# CIFAR (Table 1, CIFAR-10; Table 2, CIFAR-100)
+# ---------------------------------------------------------------------------
+
+# The official code's recipe (METHODS.md, "Settings known from the official code").
+# wd 1e-3 for every method: the README uses 5e-4 for SGD and 1e-3 for VaSSO; one
+# value keeps the comparison at equal settings (*unverified* which the paper used).
+COMMON_CIFAR = dict(
+    task="cifar",
+    epochs=200,
+    batch_size=128,
+    lr=0.05,
+    momentum=0.9,
+    weight_decay=1e-3,
+    schedule="cosine",
+    cutout_prob=1.0,  # the official code always applies a 16x16 cutout
+)
+
+# SAM's rho and VaSSO's theta per model. *unverified*: the paper does not print
+# them; these are the values an independent study built on the official code
+# used (METHODS.md), except where noted.
+CIFAR10_MODELS = {
+    "vgg11_bn": dict(model="vgg11_bn", rho=0.05, theta=0.9),
+    "resnet18": dict(model="resnet18", rho=0.1, theta=0.4),
+    # No hint for WRN-28-10 on CIFAR-10: the official code's defaults rho 0.05 would
+    # be the other candidate; 0.1 matches the neighbouring ResNet-18 value.
+    "wrn28_10": dict(model="wrn28_10", rho=0.1, theta=0.9),
+    "pyramidnet110": dict(model="pyramidnet110", rho=0.2, theta=0.9),
+}
+CIFAR100_MODELS = {
+    # CIFAR-100 wants about twice CIFAR-10's radius (SAM and ASAM READMEs: 0.1 vs
+    # 0.05); WRN-28-10 (0.2, 0.4) is the hint, the others scale CIFAR-10's by two.
+    "vgg11_bn": dict(model="vgg11_bn", rho=0.1, theta=0.9),
+    "resnet18": dict(model="resnet18", rho=0.2, theta=0.4),
+    "wrn28_10": dict(model="wrn28_10", rho=0.2, theta=0.4),
+    "pyramidnet110": dict(model="pyramidnet110", rho=0.2, theta=0.9),
+}
+
+
+def _cifar_table(name: str, dataset: str, models: Mapping[str, dict], title: str) -> Experiment:
+    base = dict(COMMON_CIFAR, dataset=dataset, experiment=name)
+    cells = grid(base, model=models.values(), optimizer=OPTIMIZERS, seed=SEEDS)
+    return Experiment(name=name, title=title, cells=cells, figure="curves")
+
+
+def _label_noise() -> Experiment:
+    # ResNet-18 on CIFAR-10 with symmetric label noise; the clean-data recipe and
+    # radius are kept (*unverified*: the paper's noisy-label rho is not known).
+    base = dict(COMMON_CIFAR, dataset="cifar10", experiment="label-noise")
+    cells = grid(
+        base,
+        model=[CIFAR10_MODELS["resnet18"]],
+        label_noise=(0.25, 0.5, 0.75),
+        optimizer=("sgd", "sam", "vasso"),
+        seed=SEEDS,
+    )
+    return Experiment(
+        name="label-noise",
+        title="Test accuracy under symmetric label noise (CIFAR-10, ResNet-18)",
+        cells=cells,
+        columns=("label_noise",),
+        figure="noise",
+    )
+
+
+def _theta() -> Experiment:
+    # VaSSO's theta swept on CIFAR-10 ResNet-18; theta = 1 is SAM step for step.
+    base = dict(COMMON_CIFAR, dataset="cifar10", experiment="theta")
+    resnet18 = {k: v for k, v in CIFAR10_MODELS["resnet18"].items() if k != "theta"}
+    cells = grid(
+        base,
+        model=[resnet18],
+        optimizer=("vasso",),
+        theta=(0.1, 0.2, 0.4, 0.6, 0.9, 1.0),
+        seed=SEEDS,
+    )
+    return Experiment(
+        name="theta",
+        title="VaSSO's sensitivity to theta (CIFAR-10, ResNet-18)",
+        cells=cells,
+        columns=("theta",),
+        figure="theta",
+    )
+
+
+# ---------------------------------------------------------------------------
+# The embedded demo: real data (scikit-learn's digits), minutes on two CPU cores
+# ---------------------------------------------------------------------------
+
+# Label noise makes the methods differ on a dataset this easy. The budget is
+# sized for 15 cells on 2 cores in a few minutes: batch 64 on 1347 training
+# images is 22 steps per epoch, so 30 epochs are 660 steps per cell (twice the
+# gradient work for the sharpness-aware methods).
+COMMON_DEMO = dict(
+    task="digits",
+    dataset="digits",
+    model="digits_cnn",
+    experiment="demo",
+    epochs=30,
+    batch_size=64,
+    lr=0.05,
+    momentum=0.9,
+    weight_decay=1e-3,
+    schedule="cosine",
+    label_noise=0.4,
+)
+
+
+def _demo() -> Experiment:
+    # rho 0.05 (SAM's CIFAR-10 radius; 0.5 for ASAM) and theta 0.4 (VaSSO's
+    # ResNet-18 value): chosen, not tuned on digits.
+    cells = grid(COMMON_DEMO, rho=[0.05], theta=[0.4], optimizer=OPTIMIZERS, seed=SEEDS)
+    return Experiment(
+        name="demo",
+        title="Demo: handwritten digits with 40% label noise (final test accuracy)",
+        cells=cells,
+        columns=("label_noise",),
+        figure="curves",
+    )
+
+
+def _build() -> dict[str, Experiment]:
+    experiments = [
+        _cifar_table("cifar10", "cifar10", CIFAR10_MODELS, "Table 1: CIFAR-10 test accuracy"),
+        _cifar_table("cifar100", "cifar100", CIFAR100_MODELS, "Table 2: CIFAR-100 test accuracy"),
+        _label_noise(),
+        _theta(),
+        _demo(),
+    ]
+    return {e.name: e for e in experiments}
+
+
+EXPERIMENTS: dict[str, Experiment] = _build()
+
+
+def get(name: str) -> Experiment:
+    """The experiment called ``name``; a ValueError lists the known ones."""
+    try:
+        return EXPERIMENTS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown experiment {name!r}; known experiments: {', '.join(EXPERIMENTS)}"
+        ) from None
