@@ -1,0 +1,225 @@
+"""From an experiment's cells to a grid of seed groups: what a table shows.
+
+A *group* is the set of an experiment's cells whose cell fields are all equal
+except `seed`; it becomes one table cell, "mean ± std (n)" over its finished
+seeds. The group's row label is its value of `Experiment.rows` (the method),
+its column label its values of `Experiment.columns`.
+
+Two groups never share a table cell. When two of them land on the same
+(row, column) label (say VaSSO at rho 0.1 and at 0.2), the row label of that
+method is extended, in every column, with the fields that tell them apart:
+"vasso (rho=0.1)" and "vasso (rho=0.2)". Nothing is ever averaged across
+hyperparameters.
+
+Each cell is looked up where it must live, `run_dir(cfg)`, and config.json
+there must agree with the cell's fields, so a run of another config is never
+averaged in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .reference import ReferenceTable, ReferenceValue
+from .runs import METRICS, Problem, Run, live_slurm_jobs, load_run
+
+SEED_FIELD = "seed"
+
+
+def format_value(value: Any) -> str:
+    """A config value as a label shows it: 0.1 not 0.1000, true not True."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value)  # the shortest text that reads back as this float: 0.1, 0.0005
+    if isinstance(value, (list, tuple)):
+        return ",".join(format_value(v) for v in value)
+    return str(value)
+
+
+def field_label(name: str, value: Any) -> str:
+    """Names (a model, a method) stand alone; numbers say what they are: "label_noise=0.2"."""
+    return value if isinstance(value, str) else f"{name}={format_value(value)}"
+
+
+@dataclass
+class Group:
+    """The seeds of one cell of the grid."""
+
+    cfg: Any  # the first seed's config: everything the group shares but the seed
+    fields: dict[str, Any]  # its cell fields without the seed, in JSON form
+    runs: list[Run] = field(default_factory=list)
+    method: str = ""  # the plain value of Experiment.rows
+    row: str = ""  # the row label: `method`, extended when two groups would collide
+    column: str = ""
+    reference: ReferenceValue | None = None
+
+    @property
+    def values(self) -> list[float]:
+        return [run.accuracy for run in self.runs if run.state == "done" and run.accuracy is not None]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (ddof=1); None below two seeds."""
+        return statistics.stdev(self.values) if self.n >= 2 else None
+
+    def count(self, state: str) -> int:
+        return sum(run.state == state for run in self.runs)
+
+
+@dataclass
+class Grid:
+    """An experiment's groups laid out as the paper's table."""
+
+    name: str
+    title: str
+    metric: str
+    row_field: str
+    column_fields: tuple[str, ...]
+    figure: str | None
+    groups: list[Group]
+    rows: list[str]
+    columns: list[str]
+    problems: list[Problem]
+
+    def cell(self, row: str, column: str) -> Group | None:
+        for group in self.groups:
+            if group.row == row and group.column == column:
+                return group
+        return None
+
+    @property
+    def runs(self) -> list[Run]:
+        return [run for group in self.groups for run in group.runs]
+
+
+def resolve_runs_dir(runs_dir: str | os.PathLike | None = None) -> Path:
+    """--runs-dir, else $VASSO_RUNS, else ./runs (ARCHITECTURE.md)."""
+    return Path(runs_dir or os.environ.get("VASSO_RUNS") or "./runs")
+
+
+def _json_form(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def differing_fields(field_sets: Iterable[dict[str, Any]]) -> list[str]:
+    """The keys on which the dicts do not all agree, in first-seen order."""
+    field_sets = list(field_sets)
+    keys = list(dict.fromkeys(key for fields in field_sets for key in fields))
+    absent = object()
+    return [key for key in keys if len({json.dumps(f.get(key, absent), default=repr) for f in field_sets}) > 1]
+
+
+def extended_labels(items: list[tuple[Any, str, dict[str, Any]]]) -> list[str]:
+    """Labels that tell apart items sharing a (slot, label).
+
+    `items` are (slot, label, fields). Whenever two items share slot and label,
+    every item with that label gets the fields that differ among the colliding
+    ones appended, "vasso (rho=0.1)", so that one label means one thing
+    throughout the table or figure.
+    """
+    by_slot: dict[tuple[Any, str], list[dict[str, Any]]] = defaultdict(list)
+    for slot, label, fields in items:
+        by_slot[(slot, label)].append(fields)
+    extra: dict[str, list[str]] = defaultdict(list)
+    for (_, label), colliding in by_slot.items():
+        if len(colliding) > 1:
+            for key in differing_fields(colliding):
+                if key not in extra[label]:
+                    extra[label].append(key)
+    labels = []
+    for _, label, fields in items:
+        keys = extra.get(label)
+        suffix = ", ".join(f"{key}={format_value(fields.get(key, '—'))}" for key in keys) if keys else ""
+        labels.append(f"{label} ({suffix})" if suffix else label)
+    return labels
+
+
+def _check_layout(experiment: Any, cfg: Any) -> None:
+    for name in (experiment.rows, *experiment.columns):
+        if not hasattr(cfg, name):
+            raise ValueError(
+                f"experiment {experiment.name!r} lays its table out by {name!r}, "
+                f"which is not a field of its cell configs; fix its rows/columns in benchmarks/experiments.py"
+            )
+
+
+def collect(
+    experiment: Any,
+    runs_dir: str | os.PathLike | None = None,
+    metric: str = "final",
+    references: ReferenceTable | None = None,
+    slurm_jobs: frozenset[str] | None = None,
+) -> Grid:
+    """Read every cell of `experiment` from `<runs_dir>/<experiment>/<cell-id>/` into a Grid.
+
+    `metric`: "final" (the last epoch's test accuracy) or "best" (the highest
+    over epochs, what the official code reports). `references`: the paper's
+    values (default: results/reference/paper.csv). `slurm_jobs`: job ids that
+    are alive (default: ask `squeue` once, when there is one).
+    """
+    from benchmarks.config import cell_fields, run_dir  # the engine's naming of run directories
+
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    root = resolve_runs_dir(runs_dir)
+    references = references if references is not None else ReferenceTable.load()
+    slurm_jobs = live_slurm_jobs() if slurm_jobs is None else slurm_jobs
+
+    groups: dict[str, Group] = {}
+    seen: set[Path] = set()
+    for cfg in experiment.cells:
+        _check_layout(experiment, cfg)
+        # Keep the type of runs_dir the config class uses (str or Path).
+        cfg = dataclasses.replace(cfg, runs_dir=type(cfg.runs_dir)(root))
+        path = Path(run_dir(cfg))
+        if path in seen:  # the same cell listed twice is one run, not two seeds
+            continue
+        seen.add(path)
+        fields = cell_fields(cfg)
+        shared = _json_form({k: v for k, v in fields.items() if k != SEED_FIELD})
+        key = json.dumps(shared, sort_keys=True)
+        if key not in groups:
+            groups[key] = Group(cfg=cfg, fields=shared)
+        groups[key].runs.append(load_run(cfg, path, fields, metric, slurm_jobs))
+
+    ordered = list(groups.values())
+    for group in ordered:
+        group.method = field_label(experiment.rows, getattr(group.cfg, experiment.rows))
+        group.column = ", ".join(field_label(c, getattr(group.cfg, c)) for c in experiment.columns)
+        group.reference = references.lookup(experiment.name, group.cfg)
+    rows = extended_labels([(g.column, g.method, g.fields) for g in ordered])
+    for group, row in zip(ordered, rows):
+        group.row = row
+    slots = [(g.row, g.column) for g in ordered]
+    if len(set(slots)) != len(slots):  # only when distinct values print alike ("1" and 1)
+        clash = sorted({s for s in slots if slots.count(s) > 1})
+        raise ValueError(f"experiment {experiment.name!r}: cells {clash} cannot be told apart by their labels")
+
+    return Grid(
+        name=experiment.name,
+        title=experiment.title,
+        metric=metric,
+        row_field=experiment.rows,
+        column_fields=tuple(experiment.columns),
+        figure=getattr(experiment, "figure", None),
+        groups=ordered,
+        rows=list(dict.fromkeys(g.row for g in ordered)),
+        columns=list(dict.fromkeys(g.column for g in ordered)),
+        problems=[problem for g in ordered for run in g.runs for problem in run.problems],
+    )

@@ -1,0 +1,194 @@
+"""Figures: test accuracy against epoch, noise rate or theta.
+
+Every figure draws each method in the colour `PALETTE` gives it, so VaSSO is
+the same red in all of them; a method the palette does not know gets a
+colour derived from its name, the same in every figure too. Variants of one
+method (two rho, say) share its colour and differ in line style. Each series
+is one Line2D: the mean over finished seeds, with a ±1 std band (a filled
+polygon, not a line) where there are at least two seeds.
+"""
+
+from __future__ import annotations
+
+import statistics
+import zlib
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from .grid import Grid, Group, extended_labels, field_label  # noqa: E402
+from .runs import Problem, load_test_curve  # noqa: E402
+
+PALETTE = {
+    "sgd": "#7f7f7f",
+    "sam": "#1f77b4",
+    "asam": "#2ca02c",
+    "gsam": "#9467bd",
+    "vasso": "#d62728",
+}
+_SPARE = ("#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79", "#637939")
+_STYLES = ("-", "--", ":", "-.")
+
+
+def method_colour(method: str) -> str:
+    """The colour of `method` in every figure (stable across runs: crc32, not hash())."""
+    return PALETTE.get(method.lower()) or _SPARE[zlib.crc32(method.lower().encode()) % len(_SPARE)]
+
+
+def _panels(count: int) -> tuple[Figure, list[Axes]]:
+    cols = min(count, 3)
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for spare in flat[count:]:
+        spare.set_visible(False)
+    return fig, flat[:count]
+
+
+def _draw(ax: Axes, x, mean, std, label: str, colour: str, style: str) -> None:
+    ax.plot(x, mean, style, color=colour, label=label, marker="o" if len(x) <= 12 else None, markersize=3)
+    if std is not None:
+        low = [m - s for m, s in zip(mean, std)]
+        high = [m + s for m, s in zip(mean, std)]
+        ax.fill_between(x, low, high, color=colour, alpha=0.2, linewidth=0)
+
+
+def _finish(fig: Figure, axes: list[Axes], xlabel: str, title: str) -> Figure:
+    for ax in axes:
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _line_styles(groups_by_method: dict[str, list[str]]) -> dict[str, str]:
+    styles = {}
+    for labels in groups_by_method.values():
+        for i, label in enumerate(dict.fromkeys(labels)):
+            styles[label] = _STYLES[i % len(_STYLES)]
+    return styles
+
+
+def mean_curve(group: Group, problems: list[Problem]) -> tuple[list[int], list[float], list[float] | None]:
+    """Epochs every finished seed evaluated, the mean test accuracy there, and the std (None below 2 seeds)."""
+    curves = []
+    for run in group.runs:
+        if run.state != "done":
+            continue
+        curve, found = load_test_curve(run.path)
+        problems.extend(found)
+        if curve:
+            curves.append(curve)
+    if not curves:
+        return [], [], None
+    # Seeds of one cell train for the same epochs; a band over differing sets of seeds would mislead.
+    epochs = sorted(set.intersection(*(set(c) for c in curves)))
+    if not epochs:
+        problems.append(Problem(group.runs[0].path.parent, f"{group.row}: seeds share no evaluated epoch"))
+        return [], [], None
+    mean = [statistics.fmean(c[e] for c in curves) for e in epochs]
+    std = [statistics.stdev(c[e] for c in curves) for e in epochs] if len(curves) >= 2 else None
+    return epochs, mean, std
+
+
+def plot_curves(grid: Grid, problems: list[Problem] | None = None) -> Figure:
+    """Test accuracy against epoch from metrics.jsonl, one panel per column, one line per row."""
+    problems = [] if problems is None else problems
+    fig, axes = _panels(max(len(grid.columns), 1))
+    by_method: dict[str, list[str]] = defaultdict(list)
+    for group in grid.groups:
+        by_method[group.method].append(group.row)
+    styles = _line_styles(by_method)
+    for ax, column in zip(axes, grid.columns):
+        ax.set_title(column)
+        for group in grid.groups:
+            if group.column != column:
+                continue
+            epochs, mean, std = mean_curve(group, problems)
+            if epochs:
+                label = f"{group.row}, n={group.n}"
+                _draw(ax, epochs, mean, std, label, method_colour(group.method), styles[group.row])
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return _finish(fig, axes, "epoch", f"{grid.title}: test accuracy per epoch")
+
+
+def sweep_field(grid: Grid) -> str:
+    """The field a "noise" or "theta" figure puts on its x axis."""
+    if grid.figure == "theta":
+        return "theta"
+    if grid.figure == "noise":
+        names = list(grid.column_fields) + list(grid.groups[0].fields if grid.groups else ())
+        for name in names:
+            if "noise" in name:
+                return name
+        raise ValueError(f"experiment {grid.name!r}: no cell field names a noise rate for the 'noise' figure")
+    raise ValueError(f"experiment {grid.name!r} has figure {grid.figure!r}, not a sweep ('noise' or 'theta')")
+
+
+def plot_sweep(grid: Grid, x_field: str | None = None) -> Figure:
+    """Test accuracy (mean, ±1 std band) against `x_field`, one line per method.
+
+    Panels: the other column fields. A method measured at a single x (SAM in a
+    theta sweep) is drawn as a dashed horizontal line across the panel.
+    """
+    x_field = x_field or sweep_field(grid)
+    if grid.groups and not hasattr(grid.groups[0].cfg, x_field):
+        raise ValueError(f"experiment {grid.name!r}: {x_field!r} is not a field of its cells")
+    others = [c for c in grid.column_fields if c != x_field]
+    panel_of = {
+        id(g): ", ".join(field_label(c, getattr(g.cfg, c)) for c in others) for g in grid.groups
+    }
+    # A series: all fields but x and seed equal. Label it by method, extended where two would collide.
+    series_fields = [{k: v for k, v in g.fields.items() if k != x_field} for g in grid.groups]
+    labels = extended_labels([(panel_of[id(g)], g.method, f) for g, f in zip(grid.groups, series_fields)])
+    series: dict[tuple[str, str], list[Group]] = defaultdict(list)
+    for group, label in zip(grid.groups, labels):
+        series[(panel_of[id(group)], label)].append(group)
+    by_method: dict[str, list[str]] = defaultdict(list)
+    for (_, label), members in series.items():
+        by_method[members[0].method].append(label)
+    styles = _line_styles(by_method)
+
+    panels = list(dict.fromkeys(panel_of[id(g)] for g in grid.groups)) or [""]
+    fig, axes = _panels(len(panels))
+    for ax, panel in zip(axes, panels):
+        if panel:
+            ax.set_title(panel)
+        for (where, label), members in series.items():
+            if where != panel:
+                continue
+            points = sorted(
+                (getattr(g.cfg, x_field), g.mean, g.std) for g in members if g.mean is not None
+            )
+            if not points:
+                continue
+            colour = method_colour(members[0].method)
+            xs, means, stds = zip(*points)
+            if len(points) == 1:
+                ax.axhline(means[0], color=colour, linestyle="--", label=label)
+                continue
+            band = list(stds) if all(s is not None for s in stds) else None
+            _draw(ax, list(xs), list(means), band, label, colour, styles[label])
+    return _finish(fig, axes, x_field, f"{grid.title}: test accuracy against {x_field}")
+
+
+def save(fig: Figure, stem: Path) -> list[Path]:
+    """Write `stem`.pdf and `stem`.png and close the figure."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.parent / f"{stem.name}.pdf", stem.parent / f"{stem.name}.png"]  # names may hold dots
+    fig.savefig(paths[0])
+    fig.savefig(paths[1], dpi=150)
+    plt.close(fig)
+    return paths

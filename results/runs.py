@@ -1,0 +1,247 @@
+"""Reading run directories, defensively.
+
+A run directory (see ARCHITECTURE.md) is written by a training job that may be
+killed at any instant, so every file in it may be absent, half-written or not
+JSON at all. Everything here turns such damage into a `Problem` that names the
+file and says what was wrong, and never into an exception or a number that
+was not measured.
+
+States (the same words `slurm/` uses, see docs/CONTRACTS.md):
+
+    done      result.json holds a finite test accuracy for the chosen metric
+    failed    error.json and no result.json
+    running   a live job holds the directory (a `.running` lock with a live pid,
+              or a Slurm job of meta.json that `squeue` still lists)
+    stopped   started (the directory exists), neither finished nor held
+    missing   no directory: never launched
+    invalid   a file that should decide the state is unreadable, or config.json
+              describes another cell than the one expected there
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+METRICS = ("final", "best")
+STATES = ("done", "failed", "running", "stopped", "missing", "invalid")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something on disk that could not be used, and why."""
+
+    path: Path
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass
+class Run:
+    """One cell's run directory as found on disk."""
+
+    cfg: Any  # the TrainConfig this directory should hold
+    path: Path
+    state: str
+    accuracy: float | None = None  # test accuracy (%) of the chosen metric, when done
+    error: str | None = None  # one line from error.json, when failed
+    problems: list[Problem] = field(default_factory=list)
+
+
+def read_json(path: Path) -> tuple[Any, Problem | None]:
+    """The parsed content of `path`, or (None, Problem) when it cannot be read or parsed."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return None, Problem(path, f"unreadable ({exc.strerror or exc}); skipped")
+    except UnicodeDecodeError:
+        return None, Problem(path, "not UTF-8 text; skipped")
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as exc:
+        return None, Problem(path, f"not valid JSON ({exc.msg} at line {exc.lineno}); skipped")
+
+
+def _json_normal(value: Any) -> Any:
+    """`value` as it reads back from JSON (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def config_mismatch(expected: dict[str, Any], found: Any) -> list[str]:
+    """The cell fields on which config.json (`found`) differs from the expected cell.
+
+    Both sides are compared in their JSON form, so a tuple in the config class
+    equals the list that config.json holds.
+    """
+    if not isinstance(found, dict):
+        return ["<config.json is not a JSON object>"]
+    expected = _json_normal(expected)
+    missing = object()
+    return [
+        f"{key}: expected {value!r}, found {found.get(key, '<absent>')!r}"
+        for key, value in expected.items()
+        if found.get(key, missing) != value
+    ]
+
+
+def read_accuracy(result: Any, metric: str) -> float | None:
+    """result.json's test accuracy for `metric` ("final" or "best"), or None when absent or not a number."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    section = result.get(metric) if isinstance(result, dict) else None
+    value = section.get("test_acc") if isinstance(section, dict) else None
+    # bool is an int subclass; a JSON `true` is not an accuracy.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _lock_pid(lock: Path) -> int | None:
+    """The pid a `.running` lock file names (plain text, or JSON with a "pid" key)."""
+    try:
+        text = lock.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        pid = json.loads(text).get("pid")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+
+
+def live_slurm_jobs() -> frozenset[str]:
+    """Job ids `squeue` lists (array tasks one per line, as "123_4"); empty without Slurm.
+
+    Asked once per rendering, not once per directory: a sweep has hundreds.
+    """
+    if shutil.which("squeue") is None:
+        return frozenset()
+    try:
+        out = subprocess.run(
+            ["squeue", "--noheader", "--array", "--format=%i"],
+            capture_output=True, text=True, timeout=20, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    return frozenset(out.stdout.split()) if out.returncode == 0 else frozenset()
+
+
+def _held_by_live_job(path: Path, slurm_jobs: frozenset[str]) -> bool:
+    pid = _lock_pid(path / ".running")
+    if pid is not None and _pid_alive(pid):
+        return True
+    if not slurm_jobs:
+        return False
+    meta, _ = read_json(path / "meta.json")
+    job_ids = meta.get("slurm_job_ids") if isinstance(meta, dict) else None
+    # The last id is the job that worked on the cell most recently.
+    return isinstance(job_ids, list) and bool(job_ids) and str(job_ids[-1]) in slurm_jobs
+
+
+def _error_summary(error: Any) -> str:
+    if not isinstance(error, dict):
+        return "error.json holds no error object"
+    kind, message = error.get("type"), error.get("message")
+    line = f"{kind}: {message}" if kind and message else str(kind or message or "unknown error")
+    line = " ".join(line.split())  # tracebacks and messages may span lines
+    return line if len(line) <= 120 else line[:117] + "..."
+
+
+def load_run(
+    cfg: Any,
+    path: Path,
+    expected_fields: dict[str, Any],
+    metric: str = "final",
+    slurm_jobs: frozenset[str] = frozenset(),
+) -> Run:
+    """Classify the run directory `path` that should hold the cell `cfg` (fields `expected_fields`)."""
+    if not path.is_dir():
+        return Run(cfg, path, "missing")
+    config, problem = read_json(path / "config.json")
+    if problem is not None:
+        return Run(cfg, path, "invalid", problems=[problem])
+    mismatch = config_mismatch(expected_fields, config)
+    if mismatch:
+        message = "describes another cell (" + "; ".join(mismatch) + "); skipped"
+        return Run(cfg, path, "invalid", problems=[Problem(path / "config.json", message)])
+
+    if (path / "result.json").exists():
+        result, problem = read_json(path / "result.json")
+        if problem is not None:
+            return Run(cfg, path, "invalid", problems=[problem])
+        accuracy = read_accuracy(result, metric)
+        if accuracy is None:
+            message = f'has no finite number at ["{metric}"]["test_acc"]; skipped'
+            return Run(cfg, path, "invalid", problems=[Problem(path / "result.json", message)])
+        return Run(cfg, path, "done", accuracy=accuracy)
+
+    if (path / "error.json").exists():
+        error, problem = read_json(path / "error.json")
+        summary = _error_summary(error) if problem is None else "error.json unreadable"
+        return Run(cfg, path, "failed", error=summary, problems=[problem] if problem else [])
+
+    state = "running" if _held_by_live_job(path, slurm_jobs) else "stopped"
+    return Run(cfg, path, state)
+
+
+def load_test_curve(path: Path) -> tuple[dict[int, float], list[Problem]]:
+    """Test accuracy by epoch from `path`/metrics.jsonl, and what had to be skipped.
+
+    A line that is not JSON (typically the last one, cut by a crash mid-write),
+    or lacks a numeric epoch or accuracy, is reported and skipped. When an epoch
+    was evaluated twice (a resumed run re-evaluating), the later line wins.
+    """
+    metrics = path / "metrics.jsonl"
+    try:
+        text = metrics.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}, [Problem(metrics, "absent; no curve for this run")]
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, [Problem(metrics, f"unreadable ({exc}); no curve for this run")]
+    lines = text.split("\n")
+    curve: dict[int, float] = {}
+    problems: list[Problem] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            last = number == len(lines)  # no newline after it: cut mid-write
+            what = "last line truncated (crash mid-write?)" if last else f"line {number} is not valid JSON"
+            problems.append(Problem(metrics, f"{what}; skipped"))
+            continue
+        if not isinstance(row, dict) or row.get("split") != "test":
+            continue
+        epoch, acc = row.get("epoch"), row.get("acc")
+        numeric = all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in (epoch, acc)
+        )
+        if not numeric:
+            problems.append(Problem(metrics, f"line {number} lacks a numeric epoch or acc; skipped"))
+            continue
+        curve[int(epoch)] = float(acc)
+    return dict(sorted(curve.items())), problems
