@@ -1,0 +1,7 @@
+"""``python -m slurm ...``: see slurm/cli.py."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,341 @@
+"""``python -m slurm plan|launch|status|retry|collect EXPERIMENT``.
+
+- ``plan``: every cell (id, the fields that vary, state) and the counts per
+  state; submits nothing.
+- ``launch``: submits the cells that are neither done, running nor failed
+  (``retry`` reruns failed ones), grouped per resource class, one job array
+  each; returns without waiting unless ``--wait``.
+- ``status``: like plan, with the scheduler's job ids.
+- ``retry``: relaunches the failed cells only (error.json; the engine clears it
+  when the cell restarts).
+- ``collect``: the done cells' final metrics as a compact table
+  (``python -m results`` renders the paper's tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+from benchmarks.config import to_argv
+
+from . import sweep
+from .job import PROJECT_ROOT, CellJob
+from .local import LocalCell, claim, run_cells, write_spec
+from .resources import (
+    Resources,
+    check_fits,
+    parse_mem_gb,
+    parse_minutes,
+    query_partition,
+    resources_for,
+)
+from .sweep import ACTIVE, DONE, FAILED, CellStatus, SweepError
+
+EXECUTORS = ("slurm", "local", "debug")
+COMMANDS = ("plan", "launch", "status", "retry", "collect")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m slurm",
+        description="Run an experiment of benchmarks.experiments as a sweep of cells.",
+    )
+    p.add_argument("command", choices=COMMANDS)
+    p.add_argument("experiment", help="experiment name (see benchmarks/experiments.py)")
+    p.add_argument("--executor", choices=EXECUTORS, default=None,
+                   help="slurm (default where sbatch is on PATH), local (child processes on this "
+                   "machine, the default elsewhere), or debug (in-process, one after another, for pdb)")
+    p.add_argument("--only", action="append", default=[], metavar="FIELD=VALUE",
+                   help="keep the cells whose config field equals VALUE (repeatable: the same field "
+                   "given twice matches either value; different fields must all match)")
+    p.add_argument("--runs-dir", default=None, help="runs root (default: env VASSO_RUNS, else ./runs)")
+    p.add_argument("--data-dir", default=None, help="dataset root (default: env VASSO_DATA, else ./data)")
+    p.add_argument("--experiments-module", default=os.environ.get("VASSO_EXPERIMENTS_MODULE"),
+                   help="module (dotted name or .py path) whose EXPERIMENTS dict to use instead of "
+                   "benchmarks.experiments (env VASSO_EXPERIMENTS_MODULE)")
+    res = p.add_argument_group("resources (override every cell's default class)")
+    res.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default)")
+    res.add_argument("--gpus", type=int, default=None, help="GPUs per cell")
+    res.add_argument("--cpus", type=int, default=None, help="CPU cores per cell")
+    res.add_argument("--mem", default=None, help="memory per cell, e.g. 16G")
+    res.add_argument("--time", default=None, help="time limit per job: minutes, HH:MM:SS or D-HH:MM:SS")
+    res.add_argument("--array-parallelism", type=int, default=256,
+                     help="Slurm: at most this many tasks of one array at once")
+    res.add_argument("--signal-delay", type=int, default=90, metavar="SECONDS",
+                     help="Slurm: checkpoint this long before the time limit")
+    res.add_argument("--max-requeues", type=int, default=30,
+                     help="Slurm: how many times a job may time out and be requeued")
+    res.add_argument("--parallel", type=int, default=None,
+                     help="local: cells at once (default: CPU cores / --cpus per cell)")
+    p.add_argument("--wait", action="store_true",
+                   help="launch/retry: block until the launched cells stop, printing progress")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMAND_FUNCS[args.command](args)
+    except SweepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _select(args) -> tuple[object, list]:
+    """The experiment and its (filtered, relocated) cells."""
+    experiment = sweep.get_experiment(args.experiment, args.experiments_module)
+    filters = sweep.parse_filters(args.only)
+    cells = sweep.apply_filters(list(experiment.cells), filters)
+    return experiment, sweep.relocate(cells, args.runs_dir, args.data_dir)
+
+
+def _executor(args) -> str:
+    if args.executor is None:
+        return "slurm" if shutil.which("sbatch") else "local"
+    if args.executor == "slurm" and shutil.which("sbatch") is None:
+        raise SweepError("--executor slurm: `sbatch` is not on PATH; start a cluster "
+                         "(`make slurm-up`) or use --executor local")
+    return args.executor
+
+
+def _resources(args, cfg) -> Resources:
+    return resources_for(
+        cfg,
+        gpus=args.gpus,
+        cpus=args.cpus,
+        mem_gb=parse_mem_gb(args.mem) if args.mem else None,
+        time_min=parse_minutes(args.time) if args.time else None,
+    )
+
+
+def _check_resource_args(args) -> None:
+    for name in ("gpus", "cpus", "array_parallelism", "signal_delay", "parallel", "max_requeues"):
+        value = getattr(args, name)
+        least = 0 if name in ("gpus", "signal_delay", "max_requeues") else 1
+        if value is not None and value < least:
+            raise SweepError(f"--{name.replace('_', '-')} {value}: must be at least {least}")
+
+
+def _label(status: CellStatus, fields: list[str]) -> str:
+    return " ".join(f"{f}={getattr(status.cfg, f)}" for f in fields)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def _print_states(experiment, statuses: list[CellStatus], with_jobs: bool) -> None:
+    fields = sweep.varying_fields(list(experiment.cells))
+    headers = ["cell", *fields, "state"] + (["job"] if with_jobs else [])
+    rows = []
+    for s in statuses:
+        row = [s.cell, *(getattr(s.cfg, f) for f in fields), s.state]
+        rows.append(row + ([s.job or ""] if with_jobs else []))
+    print(f"{experiment.name}: {experiment.title}")
+    print(_table(headers, rows))
+    counts = sweep.count_states(statuses)
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+    print(f"\n{len(statuses)} cells: {summary}")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_plan(args) -> int:
+    experiment, cells = _select(args)
+    queue = sweep.scheduler_queue()
+    statuses = sweep.cell_states(cells, experiment.name, queue)
+    _print_states(experiment, statuses, with_jobs=False)
+    return 0
+
+
+def cmd_status(args) -> int:
+    experiment, cells = _select(args)
+    queue = sweep.scheduler_queue()
+    statuses = sweep.cell_states(cells, experiment.name, queue)
+    _print_states(experiment, statuses, with_jobs=True)
+    if queue is None:
+        print("(no scheduler answered: states come from the run directories and local locks)")
+    return 0
+
+
+def cmd_launch(args) -> int:
+    return _launch(args, want=lambda s: s.state not in (DONE, FAILED, *ACTIVE))
+
+
+def cmd_retry(args) -> int:
+    return _launch(args, want=lambda s: s.state == FAILED)
+
+
+def cmd_collect(args) -> int:
+    experiment, cells = _select(args)
+    statuses = sweep.cell_states(cells, experiment.name, queue=None)
+    fields = sweep.varying_fields(list(experiment.cells))
+    rows = []
+    for s in statuses:
+        if s.state != DONE:
+            continue
+        try:
+            result = json.loads((s.path / "result.json").read_text())
+            final, best = result["final"], result["best"]
+            rows.append([
+                s.cell, *(getattr(s.cfg, f) for f in fields),
+                f"{final['test_acc']:.2f}", f"{final['test_loss']:.4f}",
+                f"{best['test_acc']:.2f}", str(best["epoch"]), f"{result.get('time_s', 0):.0f}",
+            ])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"skipped {s.path / 'result.json'}: unreadable ({exc})", file=sys.stderr)
+    headers = ["cell", *fields, "test_acc", "test_loss", "best_acc", "best_epoch", "time_s"]
+    print(f"{experiment.name}: {len(rows)} of {len(statuses)} cells done (final test metrics; "
+          f"`python -m results {experiment.name}` renders the table)")
+    if rows:
+        print(_table(headers, rows))
+    return 0
+
+
+def _launch(args, want) -> int:
+    _check_resource_args(args)
+    executor = _executor(args)
+    experiment, cells = _select(args)
+    queue = sweep.scheduler_queue() if executor == "slurm" else None
+    statuses = sweep.cell_states(cells, experiment.name, queue)
+    chosen = [s for s in statuses if want(s)]
+    counts = sweep.count_states(statuses)
+    skipped = ", ".join(f"{n} {state}" for state, n in counts.items() if n and state in (DONE, FAILED, *ACTIVE))
+    if not chosen:
+        print(f"{experiment.name}: nothing to {args.command} ({skipped or 'no cells'})")
+        return 0
+    if args.command == "launch" and counts[FAILED]:
+        print(f"{counts[FAILED]} failed cell(s) left alone: "
+              f"`python -m slurm retry {experiment.name}` reruns them")
+    fields = sweep.varying_fields(list(experiment.cells))
+    classes: dict[Resources, list[CellStatus]] = defaultdict(list)
+    for s in chosen:
+        classes[_resources(args, s.cfg)].append(s)
+    launchers = {"slurm": _submit_slurm, "local": _run_local, "debug": _run_debug}
+    code = launchers[executor](args, experiment, classes, fields)
+    if args.wait and executor == "slurm":
+        code = _wait_for(experiment, [s.cfg for s in chosen])
+    return code
+
+
+def _submit_slurm(args, experiment, classes, fields) -> int:
+    import submitit  # imported here: plan/status/collect do not need it
+
+    # Every check happens before the first submission: all or nothing.
+    check_fits(query_partition(args.partition), list(classes))
+    folder = sweep.sweep_dir([s.cfg for group in classes.values() for s in group], experiment.name)
+    submitted: dict[str, str] = {}
+    for res, group in sorted(classes.items()):
+        executor = submitit.SlurmExecutor(folder=folder / "submitit" / "%j",
+                                          max_num_timeout=args.max_requeues)
+        params = dict(
+            job_name=f"vasso-{experiment.name}",
+            time=res.time_min,
+            cpus_per_task=res.cpus,
+            mem=f"{res.mem_gb}G",
+            signal_delay_s=args.signal_delay,
+            array_parallelism=args.array_parallelism,
+            # The job's Python must import this project wherever sbatch starts it.
+            setup=[f"export PYTHONPATH={PROJECT_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}"],
+            additional_parameters={"requeue": True},
+        )
+        if args.partition:
+            params["partition"] = args.partition
+        if res.gpus:
+            params["gpus_per_node"] = res.gpus
+        executor.update_parameters(**params)
+        with executor.batch():
+            jobs = [executor.submit(CellJob(to_argv(s.cfg), str(s.path))) for s in group]
+        ids = {s.cell: job.job_id for s, job in zip(group, jobs)}
+        sweep.record_jobs(folder, "slurm", ids)
+        submitted.update(ids)
+        array = jobs[0].job_id.split("_")[0]
+        print(f"submitted job array {array}: {len(group)} cell(s), {res.describe()}")
+        for s in group:
+            print(f"  {ids[s.cell]}  {s.cell}  {_label(s, fields)}")
+    print(f"{len(submitted)} cell(s) submitted; `python -m slurm status {experiment.name}` follows them")
+    return 0
+
+
+def _local_cells(classes, fields) -> tuple[list[LocalCell], Resources]:
+    cells = [
+        LocalCell(s.cell, _label(s, fields), to_argv(s.cfg), str(s.path), threads=res.cpus)
+        for res, group in classes.items() for s in group
+    ]
+    return cells, max(classes)  # the heaviest class sizes the default parallelism
+
+
+def _run_local(args, experiment, classes, fields) -> int:
+    cells, heaviest = _local_cells(classes, fields)
+    parallel = args.parallel or max(1, (os.cpu_count() or 1) // heaviest.cpus)
+    folder = sweep.sweep_dir([s.cfg for group in classes.values() for s in group], experiment.name)
+    log_dir = folder / "logs"
+    if args.wait:
+        print(f"running {len(cells)} cell(s), {parallel} at a time; logs in {log_dir}")
+        codes = run_cells(cells, parallel, log_dir)
+        failed = [c for c, rc in codes.items() if rc != 0]
+        print(f"{len(codes) - len(failed)} of {len(cells)} cell(s) finished"
+              + (f"; not done: {', '.join(failed)}" if failed else ""))
+        return 1 if failed else 0
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    spec = folder / f"local-{stamp}-{os.getpid()}.json"
+    write_spec(spec, cells, parallel, log_dir)
+    log = folder / f"local-{stamp}-{os.getpid()}.log"
+    with open(log, "ab") as out:
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "slurm.local", str(spec)],
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)},
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # outlives this command and its terminal
+        )
+    # Claim the cells now, so that a launch right after this one sees them as pending.
+    claim(cells, runner.pid)
+    print(f"started local runner (pid {runner.pid}): {len(cells)} cell(s), {parallel} at a time; "
+          f"log: {log}")
+    return 0
+
+
+def _run_debug(args, experiment, classes, fields) -> int:
+    from benchmarks.engine import train  # in-process: breakpoints and pdb work
+
+    for group in classes.values():
+        for s in group:
+            print(f"debug: training {s.cell} ({_label(s, fields)}) in-process")
+            train(s.cfg)
+    return 0
+
+
+def _wait_for(experiment, cells, poll_s: float = 5.0) -> int:
+    """Poll until none of ``cells`` is pending or running; 0 when all are done."""
+    while True:
+        statuses = sweep.cell_states(cells, experiment.name, sweep.scheduler_queue())
+        counts = sweep.count_states(statuses)
+        if not any(counts[s] for s in ACTIVE):
+            print(", ".join(f"{n} {state}" for state, n in counts.items() if n))
+            return 0 if counts[DONE] == len(cells) else 1
+        time.sleep(poll_s)
+
+
+COMMAND_FUNCS = {
+    "plan": cmd_plan,
+    "status": cmd_status,
+    "launch": cmd_launch,
+    "retry": cmd_retry,
+    "collect": cmd_collect,
+}

@@ -1,0 +1,160 @@
+"""The callable that one Slurm job runs: one cell, as a child process.
+
+Why a child process: the engine owns its signals (SIGTERM / SIGUSR2 -> finish
+the step, write checkpoint.pt, exit 75), its memory and its CUDA context; the
+submitit side stays a thin supervisor that only decides what happens to the
+*job* (requeue or not). Nothing about the cell's progress lives in the pickled
+submission: on every start the child resumes from its own run directory,
+which the engine derives from the cell's config.
+
+Preemption and timeout, step by step:
+
+1. Slurm sends SIGUSR2 ``signal_delay_s`` before the time limit (or on
+   preemption); submitit's handler calls :meth:`CellJob.checkpoint`.
+2. ``checkpoint`` sends SIGTERM to the child and waits for it to exit (the
+   engine checkpoints at a step boundary and exits 75), then returns a
+   ``DelayedSubmission`` of this same job; submitit requeues the job.
+3. On restart the same ``CellJob`` launches the same command; the engine finds
+   checkpoint.pt and resumes.
+
+``scontrol requeue`` is different: Slurm sends SIGTERM to every process of the
+job, submitit's parent ignores it, the child checkpoints and exits 75, and
+:meth:`CellJob.__call__` simply returns; Slurm itself relaunches the job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import submitit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PREEMPTED = 0, 1, 2, 75
+
+
+def engine_command(argv: list[str], python: str | None = None) -> list[str]:
+    """The command line that trains one cell: ``python -m benchmarks <argv>``."""
+    return [python or sys.executable, "-m", "benchmarks", *argv]
+
+
+def engine_env(threads: int | None = None) -> dict[str, str]:
+    """The child's environment: the project importable, and its thread budget."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    if threads is not None:
+        # One cell per CPU slot: without this each child would start one
+        # intra-op thread per core and the parallel cells would fight for them.
+        env.setdefault("OMP_NUM_THREADS", str(threads))
+    return env
+
+
+class CellFailed(RuntimeError):
+    """The engine exited with a failure; the message names the run's error.json."""
+
+
+class CellJob(submitit.helpers.Checkpointable):
+    """Train one cell in a child process; requeue on preemption or timeout.
+
+    Args:
+        argv: the engine's arguments (``benchmarks.config.to_argv(cfg)``).
+        run_dir: where the engine writes this cell (for messages only; the
+            engine derives it from ``argv`` itself).
+        grace_s: how long :meth:`checkpoint` waits for the child to checkpoint
+            and exit before it kills it (the last epoch checkpoint then serves).
+        poll_s: how often the supervisor looks at the child.
+    """
+
+    def __init__(self, argv: list[str], run_dir: str, grace_s: float = 60.0, poll_s: float = 0.5):
+        self.argv = list(argv)
+        self.run_dir = str(run_dir)
+        self.grace_s = grace_s
+        self.poll_s = poll_s
+        self._proc: subprocess.Popen | None = None
+        self._returncode: int | None = None
+
+    def __getstate__(self) -> dict:
+        # A live process handle is not part of the submission: a restart
+        # launches a fresh child.
+        state = dict(self.__dict__)
+        state["_proc"], state["_returncode"] = None, None
+        return state
+
+    def __call__(self) -> dict | None:
+        """Run the cell; its result.json content when it finished, else None."""
+        self._returncode = None
+        self._proc = subprocess.Popen(engine_command(self.argv), env=engine_env())
+        # Poll rather than Popen.wait(): submitit's signal handler runs in this
+        # thread and calls checkpoint(), which must be able to reap the child
+        # while this frame is suspended (Popen.wait would hold its lock).
+        while (rc := self._reap(block=False)) is None:
+            time.sleep(self.poll_s)
+        return self._outcome(rc)
+
+    def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
+        """Stop the child at a step boundary, then ask submitit to requeue this job."""
+        proc = self._proc
+        if proc is not None and self._returncode is None:
+            try:
+                proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + self.grace_s
+            while self._reap(block=False) is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if self._returncode is None:
+                # The engine did not stop in time: the last checkpoint on disk
+                # still makes the restart resume, only with more work to redo.
+                proc.kill()
+                self._reap(block=True)
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+    def _reap(self, block: bool) -> int | None:
+        """The child's exit code once it has exited (waitpid, lock-free)."""
+        if self._returncode is not None or self._proc is None:
+            return self._returncode
+        try:
+            pid, status = os.waitpid(self._proc.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            # Already reaped by the other frame (the signal handler or the loop
+            # it interrupted); the code is set there or is lost with the process.
+            return self._returncode if self._returncode is not None else -signal.SIGTERM
+        if pid == 0:
+            return None
+        self._returncode = os.waitstatus_to_exitcode(status)
+        self._proc.returncode = self._returncode  # so Popen does not reap it again
+        return self._returncode
+
+    def _outcome(self, rc: int) -> dict | None:
+        run_dir = Path(self.run_dir)
+        if rc == EXIT_DONE:
+            result = run_dir / "result.json"
+            if not result.is_file():
+                raise CellFailed(f"the engine exited 0 but wrote no {result}")
+            return json.loads(result.read_text())
+        if rc == EXIT_PREEMPTED:
+            # Stopped by a signal that did not reach this supervisor (scontrol
+            # requeue): the checkpoint is on disk and Slurm relaunches the job.
+            return None
+        if rc == EXIT_FAILED:
+            error = run_dir / "error.json"
+            detail = ""
+            try:
+                info = json.loads(error.read_text())
+                detail = f": {info.get('type', '')}: {info.get('message', '')}"
+            except (OSError, ValueError):
+                pass
+            raise CellFailed(f"cell failed (see {error}){detail}")
+        if rc == EXIT_BAD_INPUT:
+            raise CellFailed(
+                f"the engine rejected the cell's arguments (exit 2): {' '.join(self.argv)}"
+            )
+        raise CellFailed(f"the engine died with exit code {rc} (run dir {run_dir})")

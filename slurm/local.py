@@ -1,0 +1,159 @@
+"""The local executor: cells as child processes, N at a time, on this machine.
+
+``launch --executor local`` starts this module detached (``python -m
+slurm.local SPEC``) and returns; ``--wait`` runs the same loop in the
+foreground. Each cell's run directory holds a ``.running`` lock (pid, host,
+state) while this runner owns it, so ``plan`` shows it as pending or running
+and a second ``launch`` leaves it alone; a lock whose pid is dead is stale.
+On SIGTERM or Ctrl-C the runner sends SIGTERM to its children, which
+checkpoint and exit 75; the cells are then ``stopped`` and resume on the next
+launch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .job import EXIT_DONE, EXIT_FAILED, EXIT_PREEMPTED, engine_command, engine_env
+from .sweep import PENDING, RUNNING, remove_lock, write_lock
+
+
+@dataclass(frozen=True)
+class LocalCell:
+    cell: str  # the cell id
+    label: str  # what varies, for progress lines
+    argv: list[str]  # the engine's arguments
+    run_dir: str
+    threads: int = 1
+
+
+def write_spec(path: Path, cells: Sequence[LocalCell], parallel: int, log_dir: Path) -> None:
+    spec = {"parallel": parallel, "log_dir": str(log_dir), "cells": [c.__dict__ for c in cells]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(spec, indent=1))
+
+
+def read_spec(path: Path) -> tuple[list[LocalCell], int, Path]:
+    spec = json.loads(Path(path).read_text())
+    return [LocalCell(**c) for c in spec["cells"]], int(spec["parallel"]), Path(spec["log_dir"])
+
+
+def claim(cells: Sequence[LocalCell], owner_pid: int) -> None:
+    """Mark every cell as pending under ``owner_pid`` (the runner)."""
+    for c in cells:
+        write_lock(Path(c.run_dir), owner_pid, PENDING)
+
+
+def run_cells(
+    cells: Sequence[LocalCell],
+    parallel: int,
+    log_dir: Path,
+    say: Callable[[str], None] = print,
+) -> dict[str, int]:
+    """Run the cells, ``parallel`` at a time; ``{cell id: exit code}``.
+
+    Children's output goes to ``log_dir/<cell id>.log`` (appended across restarts).
+    """
+    if parallel < 1:
+        raise ValueError(f"parallel must be at least 1, got {parallel}")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    me = os.getpid()
+    claim(cells, me)
+    queue = list(cells)
+    running: dict[str, tuple[LocalCell, subprocess.Popen, float]] = {}
+    codes: dict[str, int] = {}
+    stop = _StopFlag()
+    total = len(cells)
+    try:
+        while (queue or running) and not stop.requested:
+            while queue and len(running) < parallel and not stop.requested:
+                c = queue.pop(0)
+                with open(log_dir / f"{c.cell}.log", "ab") as log:
+                    proc = subprocess.Popen(
+                        engine_command(c.argv),
+                        env=engine_env(threads=c.threads),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        # Own session: a Ctrl-C meant for this runner must not
+                        # reach the engines; the runner stops them with SIGTERM.
+                        start_new_session=True,
+                    )
+                write_lock(Path(c.run_dir), proc.pid, RUNNING)
+                running[c.cell] = (c, proc, time.monotonic())
+                say(f"[{len(codes)}/{total}] started {c.cell} ({c.label})")
+            for cid, (c, proc, started) in list(running.items()):
+                rc = proc.poll()
+                if rc is None:
+                    continue
+                del running[cid]
+                codes[cid] = rc
+                remove_lock(Path(c.run_dir))
+                say(
+                    f"[{len(codes)}/{total}] {_outcome(rc)} {c.cell} ({c.label}) "
+                    f"in {time.monotonic() - started:.0f} s"
+                    + ("" if rc in (EXIT_DONE, EXIT_PREEMPTED) else f"; log: {log_dir / (cid + '.log')}")
+                )
+            time.sleep(0.2)
+    finally:
+        stop.restore()
+        for c, proc, _ in running.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for c, proc, _ in running.values():
+            try:
+                codes[c.cell] = proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes[c.cell] = proc.wait()
+            remove_lock(Path(c.run_dir))
+        for c in queue:
+            remove_lock(Path(c.run_dir), pid=me)
+    if stop.requested:
+        say(f"stopped by signal: {len(running)} cell(s) checkpointed, {len(queue)} not started")
+    return codes
+
+
+def _outcome(rc: int) -> str:
+    return {EXIT_DONE: "done", EXIT_FAILED: "FAILED", EXIT_PREEMPTED: "stopped"}.get(rc, f"exit {rc}")
+
+
+class _StopFlag:
+    """SIGTERM / SIGINT ask the loop to stop (children are then checkpointed)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m slurm.local SPEC.json", file=sys.stderr)
+        return 2
+    cells, parallel, log_dir = read_spec(Path(argv[0]))
+    codes = run_cells(cells, parallel, log_dir, say=lambda m: print(m, flush=True))
+    return 0 if all(rc in (EXIT_DONE,) for rc in codes.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
