@@ -83,7 +83,7 @@ def method_settings(point: Mapping[str, Any]) -> dict[str, Any]:
     the config's defaults and never split otherwise equal cells.
     """
     optimizer = point["optimizer"]
-    rho = point.get("rho")
+    rho = point.get("rho", _default("rho"))
     if optimizer == "sgd":
         return {"rho": _default("rho"), "theta": _default("theta")}
     if optimizer == "sam":
