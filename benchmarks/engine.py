@@ -1,0 +1,416 @@
+"""The one training loop behind every task: ``train(cfg) -> result``.
+
+For each cell: load the task's data and model, wrap the base optimizer in the
+sharpness-aware method, and train with a per-step learning-rate schedule,
+evaluating after every epoch (``eval_every``) and checkpointing after every
+epoch. Everything the run produces goes to its run directory
+(``benchmarks.rundir``).
+
+The step. Every optimizer is driven through one closure that clears the
+gradients, runs forward and backward, and returns the loss (the ``torch.optim``
+closure convention). A sharpness-aware method calls it at w and at w + e
+(``loss = opt.step(closure)``); the base optimizer alone is ``closure();
+opt.step()``. Training loss and accuracy come from the first (clean) pass and
+are summed on the device: the loop never calls ``.item()`` per step.
+
+Restarts. A directory with result.json is done: ``train`` returns it at once. A
+directory with checkpoint.pt resumes from it, always, bit-exactly on CPU: the
+checkpoint holds the model, the optimizer (with the method's own state), the
+scheduler, the position in the epoch, the partial training sums and the RNG
+states, and the batch order and augmentations are pure functions of (seed,
+epoch, position) (``benchmarks.data``). SIGTERM or SIGUSR2 ends the current
+step, writes a (possibly mid-epoch) checkpoint and raises :class:`Preempted`
+(exit code 75). A non-finite training loss raises :class:`NonFiniteLoss` before
+any checkpoint of the diverged state is written; it, like any other exception,
+leaves error.json (exit code 1) and the previous checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import signal
+import threading
+import time
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+from torch.utils.data import DataLoader
+
+from .config import ConfigError, TrainConfig, cell_id, run_dir
+from .data import epoch_batches
+from .progress import Progress
+from .rundir import RunDir
+from .tasks import Task, TaskData, get_task
+from .tasks.base import data_seed
+
+CHECKPOINT_FORMAT = 1
+
+
+class Preempted(Exception):
+    """A stop signal arrived; the checkpoint is written and a relaunch resumes (exit 75)."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite at ``step`` (exit 1, error.json)."""
+
+    def __init__(self, step: int, loss: float) -> None:
+        super().__init__(f"non-finite training loss {loss} at step {step}; the last "
+                         "checkpoint (before it) is kept. Lower --lr or --rho?")
+        self.step, self.loss = step, loss
+
+
+# -- building blocks --------------------------------------------------------------
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device=cuda but no CUDA device is available; use --device=cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """The base optimizer, wrapped by ``vasso`` unless ``cfg.optimizer == "sgd"``."""
+    if cfg.base == "sgd":
+        base: torch.optim.Optimizer = torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+    else:
+        base = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return base
+    import vasso
+
+    common = dict(rho=cfg.rho, model=model, bn_stats=cfg.bn_stats,
+                  ascent_every=cfg.ascent_every, seed=data_seed(cfg, "ascent") % 2**31)
+    if cfg.optimizer == "sam":
+        return vasso.SAM(base, **common)
+    if cfg.optimizer == "asam":
+        return vasso.ASAM(base, eta=cfg.eta, scale=cfg.asam_scale, **common)
+    if cfg.optimizer == "gsam":
+        # rho follows the LR schedule from rho (at lr) down to rho_min (at lr 0).
+        rho_min = cfg.rho if cfg.gsam_rho_min is None else cfg.gsam_rho_min
+        return vasso.GSAM(base, rho_min=rho_min, alpha=cfg.gsam_alpha, lr_max=cfg.lr,
+                          lr_min=0.0, **common)
+    if cfg.optimizer == "vasso":
+        return vasso.VaSSO(base, theta=cfg.theta, **common)
+    raise ConfigError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
+    """``step -> multiplier of cfg.lr``: linear warm-up, then cosine to 0 (or constant)."""
+    total = cfg.epochs * steps_per_epoch
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def steps_per_epoch(cfg: TrainConfig, num_train: int) -> int:
+    steps = num_train // cfg.batch_size
+    if steps == 0:
+        raise ConfigError(f"--batch-size={cfg.batch_size} exceeds the {num_train} training samples")
+    return min(steps, cfg.max_steps) if cfg.max_steps else steps
+
+
+def rng_state() -> dict[str, Any]:
+    state = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"name": state[0], "keys": torch.from_numpy(state[1].copy()),
+                      "pos": state[2], "has_gauss": state[3], "cached_gaussian": state[4]},
+            "python": random.getstate()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy(), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+class StopSignals:
+    """While active, SIGTERM and SIGUSR2 only set ``requested``; the loop acts on it."""
+
+    SIGNALS = ("SIGTERM", "SIGUSR2")
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = signal.Signals(signum).name
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():  # signal's own rule
+            for name in self.SIGNALS:
+                if hasattr(signal, name):
+                    num = getattr(signal, name)
+                    self._previous[num] = signal.signal(num, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for num, handler in self._previous.items():
+            signal.signal(num, handler)
+
+
+@dataclasses.dataclass
+class Position:
+    """Where the run is; saved in every checkpoint."""
+
+    epoch: int = 0               # epochs completed
+    step_in_epoch: int = 0       # steps completed in the current epoch
+    step: int = 0                # optimizer steps completed in all
+    metrics_lines: int = 0       # lines of metrics.jsonl that belong to this state
+    elapsed_s: float = 0.0       # training time before this process
+    best_acc: float = -1.0
+    best_epoch: int = 0
+    last_eval: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+# -- the trainer --------------------------------------------------------------------
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, task: Task, data: TaskData, device: torch.device,
+                 rundir: RunDir, stop: StopSignals) -> None:
+        self.cfg, self.task, self.data, self.device = cfg, task, data, device
+        self.rundir, self.stop = rundir, stop
+        self.steps_per_epoch = steps_per_epoch(cfg, len(data.train))
+
+        torch.manual_seed(data_seed(cfg, "init"))  # same weights for every optimizer
+        self.model = task.build_model(cfg, data.num_classes).to(device)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.sharpness_aware = cfg.optimizer != "sgd"
+        self.base = getattr(self.optimizer, "base_optimizer", self.optimizer)
+        self.scheduler = LambdaLR(self.base, lr_factor(cfg, self.steps_per_epoch))
+        self.criterion = task.criterion(cfg)
+        self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
+                         if cfg.precision == "bf16" else nullcontext())
+        seed_everything(data_seed(cfg, "train"))
+        self.pos = Position()
+        self.sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, correct, n
+        # First non-finite step and its loss, kept on the device (-1: none yet).
+        self.bad_step = torch.full((), -1, dtype=torch.int64, device=device)
+        self.bad_loss = torch.zeros((), dtype=torch.float32, device=device)
+        if rundir.has_checkpoint():
+            self._resume()
+
+    # -- checkpoint -----------------------------------------------------------------
+    def _checkpoint(self) -> None:
+        self._check_finite()  # never persist a diverged state
+        self.rundir.save_checkpoint({
+            "format": CHECKPOINT_FORMAT, "cell_id": cell_id(self.cfg),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "position": dataclasses.asdict(self.pos) | {"elapsed_s": self._elapsed()},
+            "train_sums": self.sums.cpu(), "rng": rng_state()})
+
+    def _resume(self) -> None:
+        ckpt = self.rundir.load_checkpoint()
+        if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("cell_id") != cell_id(self.cfg):
+            raise RuntimeError(f"{self.rundir.file('checkpoint.pt')} is not a checkpoint of this "
+                               f"cell (format {ckpt.get('format')}, cell {ckpt.get('cell_id')})")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        for group, lr in zip(self.base.param_groups, self.scheduler.get_last_lr()):
+            group["lr"] = lr
+        self.pos = Position(**ckpt["position"])
+        self.sums = ckpt["train_sums"].to(self.device)
+        set_rng_state(ckpt["rng"])
+        self.rundir.truncate_metrics(self.pos.metrics_lines)
+        print(f"resuming {self.rundir.path} at epoch {self.pos.epoch} step {self.pos.step}",
+              flush=True)
+
+    # -- helpers ----------------------------------------------------------------------
+    def _elapsed(self) -> float:
+        return self.pos.elapsed_s + time.perf_counter() - self.tic
+
+    def _check_finite(self) -> None:
+        step = int(self.bad_step)
+        if step >= 0:
+            raise NonFiniteLoss(step, float(self.bad_loss))
+
+    def _train_loader(self, epoch: int, start: int) -> DataLoader:
+        cfg = self.cfg
+        batches = epoch_batches(len(self.data.train), cfg.batch_size, data_seed(cfg, "batches"),
+                                epoch, start, self.steps_per_epoch)
+        workers = 0 if self.data.in_memory else cfg.num_workers
+        return DataLoader(self.data.train, batch_sampler=batches, num_workers=workers,
+                          pin_memory=self.device.type == "cuda",
+                          generator=torch.Generator().manual_seed(data_seed(cfg, "loader") + epoch))
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        first_output: list[torch.Tensor] = []
+
+        def closure() -> torch.Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.enable_grad(), self.autocast:
+                output = self.model(x)
+                loss = self.criterion(output, y)
+            loss.backward()
+            if not first_output:  # metrics come from the clean first pass
+                first_output.append(output.detach())
+            return loss
+
+        if self.sharpness_aware:
+            loss = self.optimizer.step(closure)
+        else:
+            loss = closure()
+            self.optimizer.step()
+        loss = loss.detach().float()
+        n = y.shape[0]
+        self.sums += torch.stack([loss.double() * n,
+                                  self.task.count_correct(first_output[0], y).double(),
+                                  torch.tensor(float(n), dtype=torch.float64, device=self.device)])
+        newly_bad = (self.bad_step < 0) & ~torch.isfinite(loss)
+        self.bad_step = torch.where(newly_bad, self.pos.step, self.bad_step)
+        self.bad_loss = torch.where(newly_bad, loss, self.bad_loss)
+        return loss
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        n = len(self.data.test)
+        size = max(256, self.cfg.batch_size)
+        batches = [[(i, 0) for i in range(s, min(s + size, n))] for s in range(0, n, size)]
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for x, y in DataLoader(self.data.test, batch_sampler=batches):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            with self.autocast:
+                output = self.model(x)
+            sums += torch.stack([self.task.eval_loss(output, y).double(),
+                                 self.task.count_correct(output, y).double()])
+        self.model.train()
+        loss, correct = sums.tolist()
+        return {"loss": loss / n, "acc": 100.0 * correct / n}
+
+    # -- the loop -----------------------------------------------------------------------
+    def _preempt(self) -> None:
+        self._checkpoint()
+        self.rundir.note_stop(self.stop.requested or "signal", self.pos.step)
+        raise Preempted(f"{self.stop.requested}: checkpoint written at step {self.pos.step}; "
+                        "relaunch the same command to resume")
+
+    def run(self) -> dict[str, Any]:
+        cfg, pos = self.cfg, self.pos
+        self.tic = time.perf_counter()
+        progress = Progress(cfg.progress, cfg.epochs, self.steps_per_epoch)
+        check_every = progress.interval
+        try:
+            while pos.epoch < cfg.epochs:
+                if self.stop.requested:
+                    self._preempt()
+                self.model.train()
+                progress.start_epoch(pos.epoch, pos.step_in_epoch)
+                for x, y in self._train_loader(pos.epoch, pos.step_in_epoch):
+                    x = x.to(self.device, non_blocking=True)
+                    y = y.to(self.device, non_blocking=True)
+                    loss = self._train_step(x, y)
+                    self.scheduler.step()
+                    pos.step_in_epoch += 1
+                    pos.step += 1
+                    progress.step(pos.step_in_epoch, loss, self.base.param_groups[0]["lr"])
+                    if pos.step_in_epoch % check_every == 0:
+                        self._check_finite()
+                    if self.stop.requested:
+                        self._preempt()
+                self._end_epoch(progress)
+        finally:
+            progress.close()
+        return self._finish()
+
+    def _end_epoch(self, progress: Progress) -> None:
+        cfg, pos = self.cfg, self.pos
+        self._check_finite()
+        loss_sum, correct, n = self.sums.tolist()
+        lr = self.base.param_groups[0]["lr"]
+        pos.epoch += 1
+        pos.step_in_epoch = 0
+        self.sums.zero_()
+        stamp = {"epoch": pos.epoch, "step": pos.step, "lr": lr}
+        lines = [{**stamp, "split": "train", "loss": loss_sum / n, "acc": 100.0 * correct / n,
+                  "time_s": self._elapsed()}]
+        summary = f"epoch {pos.epoch}/{cfg.epochs}: train loss {loss_sum / n:.4f} acc {100 * correct / n:.2f}"
+        if pos.epoch % cfg.eval_every == 0 or pos.epoch == cfg.epochs:
+            test = self.evaluate()
+            lines.append({**stamp, "split": "test", **test, "time_s": self._elapsed()})
+            pos.last_eval = {"test_acc": test["acc"], "test_loss": test["loss"],
+                             "train_acc": lines[0]["acc"], "train_loss": lines[0]["loss"],
+                             "epoch": pos.epoch}
+            if test["acc"] > pos.best_acc:
+                pos.best_acc, pos.best_epoch = test["acc"], pos.epoch
+            summary += f", test loss {test['loss']:.4f} acc {test['acc']:.2f}"
+        self.rundir.append_metrics(lines)
+        pos.metrics_lines += len(lines)
+        self._checkpoint()
+        progress.end_epoch(summary + f" ({self._elapsed():.1f}s)")
+
+    def _finish(self) -> dict[str, Any]:
+        result = {"final": self.pos.last_eval,
+                  "best": {"test_acc": self.pos.best_acc, "epoch": self.pos.best_epoch},
+                  "epochs": self.pos.epoch, "steps": self.pos.step, "time_s": self._elapsed()}
+        self.rundir.write_result(result)
+        return result
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train one cell into ``run_dir(cfg)`` and return result.json's content.
+
+    Raises ConfigError (bad input; nothing written), Preempted (stop signal;
+    checkpoint written), NonFiniteLoss or any other exception (error.json written).
+    """
+    rundir = RunDir(run_dir(cfg))
+    if rundir.is_done():
+        print(f"{rundir.path}: already done (result.json exists); nothing to train", flush=True)
+        return rundir.read_result()
+    rundir.check_config(cfg)
+    task = get_task(cfg.task)
+    device = resolve_device(cfg.device)
+    data = task.load_data(cfg)
+    steps_per_epoch(cfg, len(data.train))  # a batch larger than the data is bad input
+    if cfg.optimizer != "sgd":
+        try:
+            import vasso  # noqa: F401
+        except ImportError as err:
+            raise ConfigError(f"--optimizer={cfg.optimizer} needs the vasso package: {err}") from err
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    rundir.begin(cfg, device, data.record)
+    try:
+        with StopSignals() as stop:
+            return Trainer(cfg, task, data, device, rundir, stop).run()
+    except Preempted:
+        raise
+    except NonFiniteLoss as err:
+        rundir.write_error(err, step=err.step, loss=err.loss)
+        raise
+    except Exception as err:
+        rundir.write_error(err)
+        raise
+    finally:
+        rundir.release()

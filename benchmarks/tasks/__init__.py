@@ -1,0 +1,18 @@
+"""Tasks: each contributes its data, its model and its metrics to the one engine."""
+
+from __future__ import annotations
+
+from .base import Task, TaskData
+from .cifar import CifarTask
+from .digits import DigitsTask
+
+TASKS: dict[str, Task] = {"digits": DigitsTask(), "cifar": CifarTask()}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+__all__ = ["Task", "TaskData", "get_task", "TASKS"]
