@@ -1,0 +1,129 @@
+"""Figures render, one line per method in its fixed colour; and the CLI writes tables and figures."""
+
+from __future__ import annotations
+
+import pytest
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import to_hex
+
+from benchmarks.experiments import Experiment
+from results.cli import main, render
+from results.grid import collect
+from results.plots import PALETTE, method_colour, plot_curves, plot_sweep, save
+from test_results_fixtures import cifar_cell, golden_experiment, write_done, write_metrics
+
+NO_SLURM = frozenset()
+
+
+def lines_by_label(ax) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for line in ax.lines:
+        counts[line.get_label()] = counts.get(line.get_label(), 0) + 1
+    return counts
+
+
+def test_curves_one_line_per_method_with_its_colour_and_band(tmp_path):
+    grid = collect(golden_experiment(tmp_path), runs_dir=tmp_path, slurm_jobs=NO_SLURM)
+    problems = []
+    fig = plot_curves(grid, problems)
+    resnet18, wrn28_10, vgg11_bn = fig.axes[:3]
+    assert [ax.get_title() for ax in (resnet18, wrn28_10, vgg11_bn)] == ["resnet18", "wrn28_10", "vgg11_bn"]
+    assert lines_by_label(resnet18) == {"sgd, n=3": 1, "sam, n=3": 1, "vasso, n=3": 1}
+    for line in resnet18.lines:
+        method = line.get_label().split(",")[0]
+        assert to_hex(line.get_color()) == PALETTE[method]
+        assert list(line.get_xdata()) == [1, 2, 3]
+    # The mean curve: sgd's seeds end at 96.0, 96.2, 96.4 (fixture: final-2, final-1, final).
+    sgd = next(line for line in resnet18.lines if line.get_label().startswith("sgd"))
+    assert list(sgd.get_ydata()) == pytest.approx([94.2, 95.2, 96.2])
+    # A ±1 std band per method with several seeds; none for wrn28_10's single finished sgd seed.
+    assert sum(isinstance(c, PolyCollection) for c in resnet18.collections) == 3
+    assert lines_by_label(wrn28_10) == {"sgd, n=1": 1} and not wrn28_10.collections
+    assert not vgg11_bn.lines
+    assert problems == []
+
+
+def test_curves_survive_a_truncated_metrics_file(tmp_path):
+    cells = [cifar_cell(tmp_path, "c", "resnet18", "sam", seed) for seed in range(2)]
+    write_done(cells[0], 90.0)
+    path = write_done(cells[1], 92.0)
+    write_metrics(path, [88.0, 91.0, 92.0], truncate_last=True)
+    problems = []
+    fig = plot_curves(collect(Experiment("c", "c", tuple(cells)), runs_dir=tmp_path, slurm_jobs=NO_SLURM), problems)
+    [line] = fig.axes[0].lines
+    assert list(line.get_xdata()) == [1, 2]  # epoch 3 is only known for one seed: not averaged
+    assert len(problems) == 1 and problems[0].path == path / "metrics.jsonl"
+
+
+def sweep_experiment(root, name, column, values, methods):
+    cells = []
+    for optimizer, seeds_at in methods.items():
+        for value in values if optimizer == "vasso" or column != "theta" else [0.9]:
+            for seed in range(2):
+                cfg = cifar_cell(root, name, "resnet18", optimizer, seed, **{column: value})
+                cells.append(cfg)
+                write_done(cfg, 80.0 + seeds_at + 10 * value + seed)
+    figure = "noise" if column == "label_noise" else "theta"
+    return Experiment(name, name, tuple(cells), columns=(column,), figure=figure)
+
+
+def test_noise_figure_one_line_per_method_over_noise_rates(tmp_path):
+    experiment = sweep_experiment(tmp_path, "label-noise", "label_noise", (0.25, 0.5, 0.75),
+                                  {"sgd": 0, "sam": 1, "vasso": 2})
+    fig = plot_sweep(collect(experiment, runs_dir=tmp_path, slurm_jobs=NO_SLURM))
+    [ax] = fig.axes
+    assert ax.get_xlabel() == "label_noise"
+    assert lines_by_label(ax) == {"sgd": 1, "sam": 1, "vasso": 1}
+    vasso = next(line for line in ax.lines if line.get_label() == "vasso")
+    assert list(vasso.get_xdata()) == [0.25, 0.5, 0.75]
+    assert [round(y, 6) for y in vasso.get_ydata()] == [85.0, 87.5, 90.0]  # 82 + 10x + mean(0, 1)
+    assert to_hex(vasso.get_color()) == PALETTE["vasso"]
+
+
+def test_theta_figure_draws_a_single_theta_method_as_a_level(tmp_path):
+    experiment = sweep_experiment(tmp_path, "theta", "theta", (0.2, 0.4, 1.0), {"sam": 1, "vasso": 2})
+    fig = plot_sweep(collect(experiment, runs_dir=tmp_path, slurm_jobs=NO_SLURM))
+    [ax] = fig.axes
+    assert ax.get_xlabel() == "theta"
+    assert lines_by_label(ax) == {"sam": 1, "vasso": 1}
+    sam = next(line for line in ax.lines if line.get_label() == "sam")
+    assert sam.get_linestyle() == "--" and list(sam.get_ydata()) == [90.5, 90.5]
+
+
+def test_palette_is_fixed_and_unknown_methods_are_stable():
+    assert method_colour("VaSSO") == PALETTE["vasso"]
+    assert method_colour("lookahead") == method_colour("lookahead")  # same colour in every figure
+    assert method_colour("lookahead") not in PALETTE.values()
+
+
+def test_save_writes_pdf_and_png(tmp_path):
+    grid = collect(golden_experiment(tmp_path), runs_dir=tmp_path, slurm_jobs=NO_SLURM)
+    paths = save(plot_curves(grid), tmp_path / "figures" / "golden-curves")
+    assert [p.name for p in paths] == ["golden-curves.pdf", "golden-curves.png"]
+    assert paths[0].read_bytes().startswith(b"%PDF") and paths[1].read_bytes().startswith(b"\x89PNG")
+
+
+def test_render_writes_tables_and_figures(tmp_path):
+    experiment = sweep_experiment(tmp_path / "runs", "theta", "theta", (0.2, 1.0), {"vasso": 0})
+    written, problems = render(experiment, tmp_path / "runs", tmp_path / "out", "final")
+    names = sorted(p.relative_to(tmp_path / "out").as_posix() for p in written)
+    assert names == ["figures/theta-curves.pdf", "figures/theta-curves.png",
+                     "figures/theta-theta.pdf", "figures/theta-theta.png",
+                     "tables/theta.md", "tables/theta.tex"]
+    table = (tmp_path / "out/tables/theta.md").read_text()
+    # One method per column: nothing to compare, so nothing is bold.
+    assert "| optimizer | theta=0.2 | theta=1.0 |\n|:---|---:|---:|\n| vasso | 82.50 ± 0.71 (2) | 90.50 ± 0.71 (2) |\n" in table
+    assert problems == []
+
+
+def test_cli_unknown_experiment_exits_2(capsys):
+    assert main(["no-such-experiment"]) == 2
+    assert "known experiments" in capsys.readouterr().err
+
+
+def test_cli_renders_an_unlaunched_experiment(tmp_path, capsys):
+    assert main(["demo", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {tmp_path / 'out/tables/demo.md'}" in out and "no figure" in out
+    table = (tmp_path / "out/tables/demo.md").read_text()
+    assert "| vasso | — |" in table and "not launched" in table
