@@ -1,0 +1,197 @@
+"""slurm/: the command line's planning, filters and bad-input errors, resource
+parsing, lock files, and the job supervisor's signal handling (with a fake
+engine). Nothing here trains a model or needs a cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from slurm import cli, job as job_mod, sweep
+from slurm.job import CellFailed, CellJob
+from slurm.resources import Partition, Resources, check_fits, parse_mem_gb, parse_minutes
+from slurm.sweep import SweepError
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_plan_cifar10_lists_the_full_grid_without_data(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "plan", "cifar10", "--runs-dir", str(tmp_path), "--data-dir", str(tmp_path / "none"))
+    assert code == 0
+    assert "60 cells: 60 not launched" in out
+    lines = [line for line in out.splitlines() if re.match(r"[0-9a-f]{12}  .*not launched$", line)]
+    assert len(lines) == 60
+    header = out.splitlines()[1].split()
+    assert header[:3] == ["cell", "model", "optimizer"] and "seed" in header and header[-1] == "state"
+    assert not any(tmp_path.iterdir()), "plan wrote something"
+
+
+def test_plan_shows_states_from_run_directories(capsys, tmp_path):
+    from benchmarks.config import run_dir
+    from benchmarks.experiments import get
+
+    cells = sweep.relocate(get("demo").cells, str(tmp_path), None)
+    done, failed, stopped, locked, stale = (run_dir(c) for c in cells[:5])
+    for d in (done, failed, stopped, locked, stale):
+        d.mkdir(parents=True)
+    (done / "result.json").write_text("{}")
+    (failed / "error.json").write_text("{}")
+    (stopped / "checkpoint.pt").write_bytes(b"")
+    sweep.write_lock(locked, os.getpid(), sweep.RUNNING)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    sweep.write_lock(stale, dead.pid, sweep.RUNNING)  # a dead pid: stale
+    code, out, _ = run_cli(capsys, "plan", "demo", "--runs-dir", str(tmp_path))
+    assert code == 0
+    states = {line.split()[0]: line for line in out.splitlines()[3:18]}
+    assert states[done.name].endswith("done") and states[failed.name].endswith("failed")
+    assert states[stopped.name].endswith("stopped") and states[locked.name].endswith("running")
+    assert states[stale.name].endswith("not launched")
+    assert "15 cells: 1 done, 1 running, 1 failed, 1 stopped, 11 not launched" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["plan", "cifar-10"], "unknown experiment 'cifar-10'; known experiments: cifar10, cifar100"),
+        (["plan", "demo", "--only", "optimiser=sam"], "unknown field 'optimiser'; valid fields: asam_scale"),
+        (["plan", "demo", "--only", "seed=7"], "--only seed=7: no cell of this experiment matches"),
+        (["plan", "demo", "--only", "seed=one"], "'one' is not a valid int"),
+        (["plan", "demo", "--only", "seed"], "expected KEY=VALUE"),
+        (["launch", "demo", "--executor", "local", "--parallel", "0"], "--parallel 0: must be at least 1"),
+        (["launch", "demo", "--executor", "local", "--time", "soon"], "--time 'soon'"),
+        (["plan", "demo", "--experiments-module", "no_such_module_xyz"], "cannot import it"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_writes_nothing(capsys, tmp_path, argv, message):
+    code, out, err = run_cli(capsys, *argv, "--runs-dir", str(tmp_path))
+    assert code == 2 and message in err, err
+    assert not any(tmp_path.iterdir())
+
+
+def test_filters_parse_to_the_field_type_and_same_key_means_or(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "plan", "cifar10", "--runs-dir", str(tmp_path),
+                           "--only", "optimizer=sam", "--only", "optimizer=vasso",
+                           "--only", "rho=0.1", "--only", "seed=2")
+    assert code == 0 and "4 cells: 4 not launched" in out  # {resnet18, wrn28_10} x {sam, vasso}
+    assert sweep.parse_filters(["label_noise=0.5", "gsam_rho_min=none", "nesterov=false"]) == {
+        "label_noise": [0.5], "gsam_rho_min": [None], "nesterov": [False]}
+
+
+def test_executor_slurm_without_sbatch_fails_before_anything(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    code, _, err = run_cli(capsys, "launch", "demo", "--executor", "slurm", "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2 and "`sbatch` is not on PATH" in err and "--executor local" in err
+    assert not (tmp_path / "runs").exists()
+    assert cli._executor(cli.build_parser().parse_args(["plan", "x"])) == "local"
+
+
+def test_experiments_module_from_a_file(capsys, tmp_path):
+    module = tmp_path / "my_experiments.py"
+    module.write_text(textwrap.dedent("""
+        from benchmarks.experiments import Experiment, grid
+        EXPERIMENTS = {"mine": Experiment("mine", "Mine", grid(
+            {"task": "digits", "experiment": "mine"}, optimizer=["sgd", "sam"], seed=[0, 1]))}
+    """))
+    code, out, _ = run_cli(capsys, "plan", "mine", "--experiments-module", str(module), "--runs-dir", str(tmp_path))
+    assert code == 0 and "4 cells: 4 not launched" in out and "Mine" in out
+
+
+def test_time_and_memory_parse_like_slurm():
+    assert [parse_minutes(t) for t in ("90", "1:30:00", "2-00:00:00", "5:30", "1-12")] == [90, 90, 2880, 6, 2160]
+    assert [parse_mem_gb(m) for m in ("16", "16G", "16GB", "512M", "1T")] == [16, 16, 16, 1, 1024]
+    for bad in ("0", "abc"):
+        with pytest.raises(SweepError):
+            parse_minutes(bad)
+
+
+def test_partition_checks_name_the_limit_and_the_fix():
+    part = Partition("debug", max_cpus=2, max_mem_mb=20000, max_gpus=0, max_time_min=60)
+    check_fits(part, [Resources(gpus=0, cpus=2, mem_gb=8, time_min=60)])
+    cases = [
+        (Resources(0, 999, 2, 10), "--cpus 999: the nodes of partition 'debug' have at most 2 CPUs"),
+        (Resources(1, 1, 2, 10), "--gpus 1: the nodes of partition 'debug' have no GPUs"),
+        (Resources(0, 1, 64, 10), "--mem 64G"),
+        (Resources(0, 1, 2, 120), "allows at most 01:00:00"),
+    ]
+    for res, message in cases:
+        with pytest.raises(SweepError, match=message.replace("(", r"\(")):
+            check_fits(part, [res])
+
+
+def test_locks_are_live_only_while_their_process_lives(tmp_path):
+    sweep.write_lock(tmp_path, os.getpid(), sweep.PENDING)
+    assert sweep.live_lock(tmp_path)["state"] == "pending"
+    sweep.remove_lock(tmp_path, pid=os.getpid() + 1)  # not the owner: kept
+    assert sweep.read_lock(tmp_path) is not None
+    sweep.remove_lock(tmp_path)
+    assert sweep.read_lock(tmp_path) is None
+    (tmp_path / ".running").write_text(json.dumps({"pid": 1, "host": "elsewhere", "state": "running"}))
+    assert sweep.live_lock(tmp_path) is not None, "a lock from another host cannot be checked: it counts"
+
+
+# --------------------------------------------------------------------------- the job supervisor
+
+FAKE_ENGINE = textwrap.dedent("""
+    import json, signal, sys, time, pathlib
+    run = pathlib.Path(sys.argv[1]); mode = sys.argv[2]
+    def stop(signum, frame):
+        (run / "stopped").write_text(str(signum)); sys.exit(75)
+    signal.signal(signal.SIGTERM, stop)
+    if mode == "done":
+        (run / "result.json").write_text(json.dumps({"final": {"test_acc": 50.0}})); sys.exit(0)
+    if mode == "fail":
+        (run / "error.json").write_text(json.dumps({"type": "FloatingPointError", "message": "loss is nan"}))
+        sys.exit(1)
+    (run / "ready").write_text("")
+    time.sleep(60)
+""")
+
+
+@pytest.fixture
+def fake_engine(tmp_path, monkeypatch):
+    script = tmp_path / "fake_engine.py"
+    script.write_text(FAKE_ENGINE)
+    monkeypatch.setattr(job_mod, "engine_command", lambda argv, python=None: [sys.executable, str(script), *argv])
+    return tmp_path
+
+
+def test_job_returns_the_result_or_names_error_json(fake_engine):
+    assert CellJob([str(fake_engine), "done"], str(fake_engine), poll_s=0.05)() == {"final": {"test_acc": 50.0}}
+    with pytest.raises(CellFailed, match=r"error\.json\).*FloatingPointError: loss is nan"):
+        CellJob([str(fake_engine), "fail"], str(fake_engine), poll_s=0.05)()
+
+
+def test_checkpoint_stops_the_child_and_resubmits_the_same_job(fake_engine):
+    job = CellJob([str(fake_engine), "wait"], str(fake_engine), poll_s=0.05)
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.setdefault("result", job()))
+    runner.start()
+    deadline = time.monotonic() + 30
+    while not (fake_engine / "ready").exists():
+        assert time.monotonic() < deadline, "the fake engine did not start"
+        time.sleep(0.05)
+    delayed = job.checkpoint()  # what submitit's SIGUSR2 handler calls
+    assert (fake_engine / "stopped").read_text() == str(int(signal.SIGTERM))
+    assert job._returncode == 75
+    runner.join(timeout=10)
+    assert not runner.is_alive() and outcome["result"] is None  # exit 75 without a signal: just return
+    assert delayed.function is job and delayed.args == ()
+    restored = pickle.loads(pickle.dumps(delayed.function))
+    assert restored.argv == job.argv and restored._proc is None and restored._returncode is None
