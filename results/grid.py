@@ -25,7 +25,8 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .reference import ReferenceTable, ReferenceValue
 from .runs import METRICS, Problem, Run, live_slurm_jobs, load_run
@@ -164,14 +165,14 @@ def collect(
     runs_dir: str | os.PathLike | None = None,
     metric: str = "final",
     references: ReferenceTable | None = None,
-    slurm_jobs: frozenset[str] | None = None,
+    slurm_jobs: Mapping[str, str] | None = None,
 ) -> Grid:
     """Read every cell of `experiment` from `<runs_dir>/<experiment>/<cell-id>/` into a Grid.
 
     `metric`: "final" (the last epoch's test accuracy) or "best" (the highest
     over epochs, what the official code reports). `references`: the paper's
-    values (default: results/reference/paper.csv). `slurm_jobs`: job ids that
-    are alive (default: ask `squeue` once, when there is one).
+    values (default: results/reference/paper.csv). `slurm_jobs`: {job id:
+    state} of the scheduler's queue (default: ask `squeue` once, when there is one).
     """
     from benchmarks.config import cell_fields, run_dir  # the engine's naming of run directories
 

@@ -7,7 +7,7 @@ deviation (ddof=1) over the finished seeds, n the number of those seeds
 mean of each column (compared as printed, to two decimals) is bold whenever
 at least two methods have a number there. A column whose cells have a paper
 value gets a neighbour column "≈paper" with it. A cell without a finished
-seed says why: "—" never launched, "running 1/3", "failed", "stopped",
+seed says why: "—" never launched, "running 1/3", "pending", "failed", "stopped",
 "invalid"; every run that is not in the numbers is listed under the table
 with its directory, and every file that had to be skipped with its path.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from .grid import Grid, Group
 from .reference import REFERENCE_NOTE
 
-NOT_DONE = ("running", "failed", "stopped", "invalid")  # the order a cell names them in
+NOT_DONE = ("running", "pending", "failed", "stopped", "invalid")  # the order a cell names them in
 
 
 def caption(grid: Grid) -> str:

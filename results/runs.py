@@ -11,9 +11,10 @@ States (the same words `slurm/` uses, see docs/CONTRACTS.md):
     done      result.json holds a finite test accuracy for the chosen metric
     failed    error.json and no result.json
     running   a live job holds the directory (a `.running` lock with a live pid,
-              or a Slurm job of meta.json that `squeue` still lists)
-    stopped   started (the directory exists), neither finished nor held
-    missing   no directory: never launched
+              or the last Slurm job of meta.json, which `squeue` lists as running)
+    pending   held, not started yet (the lock says "pending", or Slurm queues the job)
+    stopped   started (config.json or a checkpoint), neither finished nor held
+    missing   never launched (no directory, or an empty one)
     invalid   a file that should decide the state is unreadable, or config.json
               describes another cell than the one expected there
 """
@@ -24,13 +25,15 @@ import json
 import math
 import os
 import shutil
+import socket
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 METRICS = ("final", "best")
-STATES = ("done", "failed", "running", "stopped", "missing", "invalid")
+STATES = ("done", "failed", "running", "pending", "stopped", "missing", "invalid")
 
 
 @dataclass(frozen=True)
@@ -111,53 +114,79 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # exists, owned by someone else
         return True
-    return True
+    try:  # a zombie (exited, not yet reaped) holds nothing
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
-def _lock_pid(lock: Path) -> int | None:
-    """The pid a `.running` lock file names (plain text, or JSON with a "pid" key)."""
+def _lock(path: Path) -> dict[str, Any] | None:
+    """The `.running` lock: JSON {"pid", "host", "state"} as slurm/ writes it, or a bare pid."""
     try:
-        text = lock.read_text(encoding="utf-8").strip()
+        text = (path / ".running").read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
+    if text.isdigit():
+        return {"pid": int(text)}
     try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        pid = json.loads(text).get("pid")
-    except (json.JSONDecodeError, AttributeError):
+        lock = json.loads(text)
+    except json.JSONDecodeError:
         return None
-    return pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+    return lock if isinstance(lock, dict) else None
 
 
-def live_slurm_jobs() -> frozenset[str]:
-    """Job ids `squeue` lists (array tasks one per line, as "123_4"); empty without Slurm.
+def _lock_state(path: Path) -> str | None:
+    """"running" or "pending" while a live local process holds the lock, else None."""
+    lock = _lock(path)
+    if lock is None:
+        return None
+    state = "pending" if lock.get("state") == "pending" else "running"
+    if lock.get("host", socket.gethostname()) != socket.gethostname():
+        return state  # another host's pid cannot be checked from here: trust the lock
+    pid = lock.get("pid")
+    alive = isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 and _pid_alive(pid)
+    return state if alive else None
+
+
+def live_slurm_jobs() -> dict[str, str]:
+    """{job id: state} of what `squeue` lists (array tasks one per line, as "123_4"); empty without Slurm.
 
     Asked once per rendering, not once per directory: a sweep has hundreds.
     """
     if shutil.which("squeue") is None:
-        return frozenset()
+        return {}
     try:
         out = subprocess.run(
-            ["squeue", "--noheader", "--array", "--format=%i"],
+            ["squeue", "--noheader", "--array", "--format=%i|%T"],
             capture_output=True, text=True, timeout=20, check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
-        return frozenset()
-    return frozenset(out.stdout.split()) if out.returncode == 0 else frozenset()
+        return {}
+    if out.returncode != 0:
+        return {}
+    jobs = {}
+    for line in out.stdout.splitlines():
+        job, _, state = line.strip().partition("|")
+        if job:
+            jobs[job] = state.upper()
+    return jobs
 
 
-def _held_by_live_job(path: Path, slurm_jobs: frozenset[str]) -> bool:
-    pid = _lock_pid(path / ".running")
-    if pid is not None and _pid_alive(pid):
-        return True
-    if not slurm_jobs:
-        return False
+def _holder_state(path: Path, slurm_jobs: Mapping[str, str]) -> str | None:
+    """"running" or "pending" while a live local process or Slurm job holds `path`, else None."""
+    state = _lock_state(path)
+    if state is not None or not slurm_jobs:
+        return state
     meta, _ = read_json(path / "meta.json")
     job_ids = meta.get("slurm_job_ids") if isinstance(meta, dict) else None
+    if not (isinstance(job_ids, list) and job_ids):
+        return None
     # The last id is the job that worked on the cell most recently.
-    return isinstance(job_ids, list) and bool(job_ids) and str(job_ids[-1]) in slurm_jobs
+    scheduled = slurm_jobs.get(str(job_ids[-1]))
+    if scheduled is None:
+        return None
+    return "running" if scheduled in ("RUNNING", "COMPLETING") else "pending"
 
 
 def _error_summary(error: Any) -> str:
@@ -169,25 +198,37 @@ def _error_summary(error: Any) -> str:
     return line if len(line) <= 120 else line[:117] + "..."
 
 
+def _checked_config(path: Path, expected_fields: dict[str, Any]) -> Problem | None:
+    """None when config.json describes the expected cell, else what is wrong with it."""
+    config, problem = read_json(path / "config.json")
+    if problem is not None:
+        return problem
+    mismatch = config_mismatch(expected_fields, config)
+    if mismatch:
+        return Problem(path / "config.json", "describes another cell (" + "; ".join(mismatch) + "); skipped")
+    return None
+
+
 def load_run(
     cfg: Any,
     path: Path,
     expected_fields: dict[str, Any],
     metric: str = "final",
-    slurm_jobs: frozenset[str] = frozenset(),
+    slurm_jobs: Mapping[str, str] | None = None,
 ) -> Run:
-    """Classify the run directory `path` that should hold the cell `cfg` (fields `expected_fields`)."""
+    """Classify the run directory `path` that should hold the cell `cfg` (fields `expected_fields`).
+
+    The order follows `slurm/`'s: a result decides; then a live holder (a
+    retried cell still has its old error.json until the engine clears it);
+    then error.json; then any trace of a start. `slurm_jobs`: {job id: state}
+    from `live_slurm_jobs()`.
+    """
     if not path.is_dir():
         return Run(cfg, path, "missing")
-    config, problem = read_json(path / "config.json")
-    if problem is not None:
-        return Run(cfg, path, "invalid", problems=[problem])
-    mismatch = config_mismatch(expected_fields, config)
-    if mismatch:
-        message = "describes another cell (" + "; ".join(mismatch) + "); skipped"
-        return Run(cfg, path, "invalid", problems=[Problem(path / "config.json", message)])
-
     if (path / "result.json").exists():
+        problem = _checked_config(path, expected_fields)
+        if problem is not None:
+            return Run(cfg, path, "invalid", problems=[problem])
         result, problem = read_json(path / "result.json")
         if problem is not None:
             return Run(cfg, path, "invalid", problems=[problem])
@@ -197,13 +238,21 @@ def load_run(
             return Run(cfg, path, "invalid", problems=[Problem(path / "result.json", message)])
         return Run(cfg, path, "done", accuracy=accuracy)
 
+    holder = _holder_state(path, slurm_jobs or {})
+    if holder is not None:  # a queued cell may not have written config.json yet
+        return Run(cfg, path, holder)
+    started = (path / "config.json").exists()
+    if started:
+        problem = _checked_config(path, expected_fields)
+        if problem is not None:
+            return Run(cfg, path, "invalid", problems=[problem])
     if (path / "error.json").exists():
         error, problem = read_json(path / "error.json")
         summary = _error_summary(error) if problem is None else "error.json unreadable"
         return Run(cfg, path, "failed", error=summary, problems=[problem] if problem else [])
-
-    state = "running" if _held_by_live_job(path, slurm_jobs) else "stopped"
-    return Run(cfg, path, state)
+    if started or (path / "checkpoint.pt").exists():
+        return Run(cfg, path, "stopped")
+    return Run(cfg, path, "missing")  # an empty directory: nothing ran there
 
 
 def load_test_curve(path: Path) -> tuple[dict[int, float], list[Problem]]:

@@ -20,7 +20,7 @@ from results.grid import collect
 from results.render import latex, markdown
 from test_results_fixtures import golden_experiment
 
-NO_SLURM = frozenset()  # never ask a real squeue from a test
+NO_SLURM: dict[str, str] = {}  # never ask a real squeue from a test
 
 
 def stable_paths(text: str, experiment) -> str:

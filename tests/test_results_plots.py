@@ -12,7 +12,7 @@ from results.grid import collect
 from results.plots import PALETTE, method_colour, plot_curves, plot_sweep, save
 from test_results_fixtures import cifar_cell, golden_experiment, write_done, write_metrics
 
-NO_SLURM = frozenset()
+NO_SLURM: dict[str, str] = {}
 
 
 def lines_by_label(ax) -> dict[str, int]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 
 import pytest
 
@@ -13,7 +15,7 @@ from results.render import markdown
 from results.runs import load_test_curve
 from test_results_fixtures import cifar_cell, write_config, write_done, write_metrics
 
-NO_SLURM = frozenset()
+NO_SLURM: dict[str, str] = {}
 
 
 def three_seeds(root, **fields):
@@ -105,13 +107,31 @@ def test_a_lock_of_a_dead_process_is_not_running(tmp_path):
     assert group.runs[0].state == "stopped"
 
 
+def test_slurm_locks_pending_before_config_and_retried_cells(tmp_path):
+    """slurm/ claims a cell (JSON lock, state pending) before the engine writes config.json."""
+    cells = three_seeds(tmp_path)
+    pending = run_dir(cells[0])
+    pending.mkdir(parents=True)
+    (pending / ".running").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "state": "pending"}))
+    retried = write_config(cells[1])  # failed once, relaunched: error.json stays until the engine clears it
+    (retried / "error.json").write_text(json.dumps({"type": "RuntimeError", "message": "old"}))
+    (retried / ".running").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "state": "running"}))
+    run_dir(cells[2]).mkdir(parents=True)  # an empty directory: nothing ran there
+    grid, group = collect_one_group(tmp_path, cells)
+    assert [run.state for run in group.runs] == ["pending", "running", "missing"]
+    assert grid.problems == []
+    assert "| vasso | running 1/3, pending 1/3 |" in markdown(grid)
+
+
 def test_slurm_job_alive_makes_a_run_running(tmp_path):
     [cfg] = three_seeds(tmp_path)[:1]
     path = write_config(cfg)
     (path / "meta.json").write_text(json.dumps({"slurm_job_ids": ["41_0", "57_3"]}))
-    grid = collect(Experiment("robust", "r", (cfg,)), runs_dir=tmp_path, slurm_jobs=frozenset({"57_3"}))
+    grid = collect(Experiment("robust", "r", (cfg,)), runs_dir=tmp_path, slurm_jobs={"57_3": "RUNNING", "60_1": "PENDING"})
     assert grid.groups[0].runs[0].state == "running"
-    grid = collect(Experiment("robust", "r", (cfg,)), runs_dir=tmp_path, slurm_jobs=frozenset({"41_0"}))
+    grid = collect(Experiment("robust", "r", (cfg,)), runs_dir=tmp_path, slurm_jobs={"57_3": "PENDING"})
+    assert grid.groups[0].runs[0].state == "pending"
+    grid = collect(Experiment("robust", "r", (cfg,)), runs_dir=tmp_path, slurm_jobs={"41_0": "RUNNING"})
     assert grid.groups[0].runs[0].state == "stopped"  # only the latest job holds the cell
 
 
