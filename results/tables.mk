@@ -1,0 +1,34 @@
+# The paper's tables and figures, and the embedded demo. Included by the
+# top-level Makefile, which defines PY (the .venv interpreter) and `install`.
+#
+# Every target first launches what is not done yet, then renders what is:
+# `python -m slurm launch` skips done and running cells, so running a target
+# again reuses the finished runs and only re-renders. Runs live under
+# $VASSO_RUNS (else ./runs), datasets under $VASSO_DATA (else ./data); both can
+# be given on the command line too: `make table-cifar10 VASSO_RUNS=/scratch/runs`.
+# The paper targets launch on Slurm where `sbatch` exists, else on this
+# machine, and return without waiting: run them again to render more.
+
+.PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta
+
+demo: install  ## the embedded default: the digits demo on this machine, then its table and figure
+	$(PY) -m slurm launch demo --executor local --wait
+	$(PY) -m results demo
+	@echo "table:  results/tables/demo.md (LaTeX: results/tables/demo.tex)"
+	@echo "figure: results/figures/demo-curves.png (PDF: results/figures/demo-curves.pdf)"
+
+table-cifar10: install  ## Table 1 (CIFAR-10): launch what is missing, render what is done
+	$(PY) -m slurm launch cifar10
+	$(PY) -m results cifar10
+
+table-cifar100: install  ## Table 2 (CIFAR-100): launch what is missing, render what is done
+	$(PY) -m slurm launch cifar100
+	$(PY) -m results cifar100
+
+table-label-noise: install  ## label-noise table and figure: launch what is missing, render what is done
+	$(PY) -m slurm launch label-noise
+	$(PY) -m results label-noise
+
+figure-theta: install  ## VaSSO's theta sweep figure: launch what is missing, render what is done
+	$(PY) -m slurm launch theta
+	$(PY) -m results theta
