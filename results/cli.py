@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from .runs import METRICS
+from .runs import METRICS, Problem
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,27 +36,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def render(experiment, runs_dir: Path | None, out: Path, metric: str) -> tuple[list[Path], list]:
+def render(experiment: Any, runs_dir: Path | None, out: Path, metric: str) -> tuple[list[Path], list[Problem]]:
     """Write the experiment's tables and figures under `out`; the paths written and the problems met."""
     from . import plots, render as tables
     from .grid import collect
 
     grid = collect(experiment, runs_dir=runs_dir, metric=metric)
-    problems = list(grid.problems)
     written = []
+    # Figures first: what they skip (a cut line in metrics.jsonl) is listed under the table too.
+    if any(run.state == "done" for run in grid.runs):
+        figures = [("curves", lambda: plots.plot_curves(grid, grid.problems))]
+        if grid.figure in ("noise", "theta"):
+            figures.append((grid.figure, lambda: plots.plot_sweep(grid)))
+        for kind, draw in figures:
+            written += plots.save(draw(), out / "figures" / f"{grid.name}-{kind}")
     (out / "tables").mkdir(parents=True, exist_ok=True)
     for suffix, text in ((".md", tables.markdown(grid)), (".tex", tables.latex(grid))):
         path = out / "tables" / f"{grid.name}{suffix}"
         path.write_text(text, encoding="utf-8")
         written.append(path)
-
-    if any(run.state == "done" for run in grid.runs):
-        figures = [("curves", lambda: plots.plot_curves(grid, problems))]
-        if grid.figure in ("noise", "theta"):
-            figures.append((grid.figure, lambda: plots.plot_sweep(grid)))
-        for kind, draw in figures:
-            written += plots.save(draw(), out / "figures" / f"{grid.name}-{kind}")
-    return written, problems
+    return written, grid.problems
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ was not measured.
 States (the same words `slurm/` uses, see docs/CONTRACTS.md):
 
     done      result.json holds a finite test accuracy for the chosen metric
-    failed    error.json and no result.json
+    failed    error.json, no result.json, no live holder
     running   a live job holds the directory (a `.running` lock with a live pid,
               or the last Slurm job of meta.json, which `squeue` lists as running)
     pending   held, not started yet (the lock says "pending", or Slurm queues the job)
@@ -110,12 +110,12 @@ def read_accuracy(result: Any, metric: str) -> float | None:
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # gone, or no pid at all
         return False
     except PermissionError:  # exists, owned by someone else
         return True
     try:  # a zombie (exited, not yet reaped) holds nothing
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True

@@ -116,6 +116,18 @@ def test_render_writes_tables_and_figures(tmp_path):
     assert problems == []
 
 
+def test_render_lists_a_truncated_metrics_line_under_the_table(tmp_path):
+    cells = [cifar_cell(tmp_path / "runs", "c", "resnet18", "sam", seed) for seed in range(2)]
+    write_done(cells[0], 90.0)
+    path = write_done(cells[1], 92.0)
+    write_metrics(path, [88.0, 91.0, 92.0], truncate_last=True)
+    _, problems = render(Experiment("c", "c", tuple(cells)), tmp_path / "runs", tmp_path / "out", "final")
+    table = (tmp_path / "out/tables/c.md").read_text()
+    assert "| sam | 91.00 ± 1.41 (2) |" in table  # result.json decides the number, not the cut curve
+    assert f"- {path / 'metrics.jsonl'}: last line truncated (crash mid-write?); skipped" in table
+    assert [p.path for p in problems] == [path / "metrics.jsonl"]
+
+
 def test_cli_unknown_experiment_exits_2(capsys):
     assert main(["no-such-experiment"]) == 2
     assert "known experiments" in capsys.readouterr().err
