@@ -216,12 +216,12 @@ def _launch(args, want) -> int:
     chosen = [s for s in statuses if want(s)]
     counts = sweep.count_states(statuses)
     skipped = ", ".join(f"{n} {state}" for state, n in counts.items() if n and state in (DONE, FAILED, *ACTIVE))
-    if not chosen:
-        print(f"{experiment.name}: nothing to {args.command} ({skipped or 'no cells'})")
-        return 0
     if args.command == "launch" and counts[FAILED]:
         print(f"{counts[FAILED]} failed cell(s) left alone: "
               f"`python -m slurm retry {experiment.name}` reruns them")
+    if not chosen:
+        print(f"{experiment.name}: nothing to {args.command} ({skipped or 'no cells'})")
+        return 0
     fields = sweep.varying_fields(list(experiment.cells))
     classes: dict[Resources, list[CellStatus]] = defaultdict(list)
     for s in chosen:
