@@ -6,11 +6,10 @@ evaluating after every epoch (``eval_every``) and checkpointing after every
 epoch. Everything the run produces goes to its run directory
 (``benchmarks.rundir``).
 
-The step. Every optimizer is driven through one closure that clears the
-gradients, runs forward and backward, and returns the loss (the ``torch.optim``
-closure convention). A sharpness-aware method calls it at w and at w + e
-(``loss = opt.step(closure)``); the base optimizer alone is ``closure();
-opt.step()``. Training loss and accuracy come from the first (clean) pass and
+The step. Every optimizer is driven through one closure that runs forward and
+backward and returns the loss. A sharpness-aware method zeroes the gradients and
+calls it at w and at w + e (``loss = opt.step(closure)``); the base optimizer
+alone is ``zero_grad(); closure(); step()``. Training loss and accuracy come from the first (clean) pass and
 are summed on the device: the loop never calls ``.item()`` per step.
 
 Restarts. A directory with result.json is done: ``train`` returns it at once. A
@@ -75,8 +74,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """The base optimizer, wrapped by ``vasso`` unless ``cfg.optimizer == "sgd"``."""
+def build_optimizer(cfg: TrainConfig, model: nn.Module
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """``(optimizer, base)``: the base optimizer, wrapped by ``vasso`` unless
+    ``cfg.optimizer == "sgd"`` (then both are the base). Schedulers drive ``base``."""
     if cfg.base == "sgd":
         base: torch.optim.Optimizer = torch.optim.SGD(
             model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -84,22 +85,22 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     else:
         base = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
-        return base
+        return base, base
     import vasso
 
     common = dict(rho=cfg.rho, model=model, bn_stats=cfg.bn_stats,
                   ascent_every=cfg.ascent_every, seed=data_seed(cfg, "ascent") % 2**31)
     if cfg.optimizer == "sam":
-        return vasso.SAM(base, **common)
+        return vasso.SAM(base, **common), base
     if cfg.optimizer == "asam":
-        return vasso.ASAM(base, eta=cfg.eta, scale=cfg.asam_scale, **common)
+        return vasso.ASAM(base, eta=cfg.eta, scale=cfg.asam_scale, **common), base
     if cfg.optimizer == "gsam":
         # rho follows the LR schedule from rho (at lr) down to rho_min (at lr 0).
         rho_min = cfg.rho if cfg.gsam_rho_min is None else cfg.gsam_rho_min
         return vasso.GSAM(base, rho_min=rho_min, alpha=cfg.gsam_alpha, lr_max=cfg.lr,
-                          lr_min=0.0, **common)
+                          lr_min=0.0, **common), base
     if cfg.optimizer == "vasso":
-        return vasso.VaSSO(base, theta=cfg.theta, **common)
+        return vasso.VaSSO(base, theta=cfg.theta, **common), base
     raise ConfigError(f"unknown optimizer {cfg.optimizer!r}")
 
 
@@ -202,9 +203,8 @@ class Trainer:
 
         torch.manual_seed(data_seed(cfg, "init"))  # same weights for every optimizer
         self.model = task.build_model(cfg, data.num_classes).to(device)
-        self.optimizer = build_optimizer(cfg, self.model)
-        self.sharpness_aware = cfg.optimizer != "sgd"
-        self.base = getattr(self.optimizer, "base_optimizer", self.optimizer)
+        self.optimizer, self.base = build_optimizer(cfg, self.model)
+        self.sharpness_aware = self.optimizer is not self.base
         self.scheduler = LambdaLR(self.base, lr_factor(cfg, self.steps_per_epoch))
         self.criterion = task.criterion(cfg)
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
@@ -266,8 +266,7 @@ class Trainer:
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         first_output: list[torch.Tensor] = []
 
-        def closure() -> torch.Tensor:
-            self.optimizer.zero_grad(set_to_none=True)
+        def closure() -> torch.Tensor:  # the optimizer zeroes the gradients before each call
             with torch.enable_grad(), self.autocast:
                 output = self.model(x)
                 loss = self.criterion(output, y)
@@ -279,6 +278,7 @@ class Trainer:
         if self.sharpness_aware:
             loss = self.optimizer.step(closure)
         else:
+            self.optimizer.zero_grad(set_to_none=True)
             loss = closure()
             self.optimizer.step()
         loss = loss.detach().float()
@@ -412,5 +412,3 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     except Exception as err:
         rundir.write_error(err)
         raise
-    finally:
-        rundir.release()

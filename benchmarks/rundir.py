@@ -2,8 +2,8 @@
 
 ``<runs_dir>/<experiment>/<cell_id>/`` holds ``config.json`` (written first),
 ``meta.json``, ``metrics.jsonl``, ``checkpoint.pt``, ``result.json`` (written last; its
-presence means done), ``error.json`` (the run failed) and, while a process trains
-in it, ``.running`` (its pid and host). Every whole-file write goes to a temporary
+presence means done), ``error.json`` (the run failed). The ``.running`` lock
+belongs to the launcher (``slurm``), not to the engine. Every whole-file write goes to a temporary
 file in the same directory and is moved into place with ``os.replace``, so a reader
 (or a process killed mid-write) never sees half a file.
 """
@@ -27,7 +27,7 @@ from .config import LOCATION_FIELDS, ConfigError, TrainConfig, cell_fields
 
 CONFIG, META, METRICS = "config.json", "meta.json", "metrics.jsonl"
 CHECKPOINT, RESULT, ERROR = "checkpoint.pt", "result.json", "error.json"
-PREVIOUS_ERRORS, LOCK = "previous_errors.jsonl", ".running"
+PREVIOUS_ERRORS = "previous_errors.jsonl"
 
 
 def now() -> str:
@@ -133,8 +133,6 @@ class RunDir:
             error.unlink()
         for name, record in records.items():
             atomic_write_json(self.file(f"{name}.json"), record)
-        atomic_write_json(self.file(LOCK), {"pid": os.getpid(), "host": socket.gethostname(),
-                                            "started": now()})
         self._start_meta(device)
 
     def _start_meta(self, device: torch.device) -> None:
@@ -156,14 +154,6 @@ class RunDir:
         meta = read_json(self.file(META))
         meta.setdefault("stops", []).append({"time": now(), "reason": reason, "step": step})
         atomic_write_json(self.file(META), meta)
-
-    def release(self) -> None:
-        """Remove .running if it is this process's."""
-        try:
-            if read_json(self.file(LOCK)).get("pid") == os.getpid():
-                self.file(LOCK).unlink()
-        except (OSError, ValueError):
-            pass
 
     # -- metrics, checkpoint, result, error ---------------------------------------
     def append_metrics(self, lines: list[dict[str, Any]]) -> None:

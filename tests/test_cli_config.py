@@ -1,0 +1,143 @@
+"""TrainConfig, cell ids and the generated command line (benchmarks/config.py, __main__.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from benchmarks.__main__ import main
+from benchmarks.config import (
+    LOCATION_FIELDS, TASK_DEFAULTS, ConfigError, TrainConfig, build_parser, cell_fields,
+    cell_id, parse_argv, run_dir, to_argv)
+from bench_fixtures import snapshot
+
+
+@pytest.mark.parametrize("cfg", [
+    TrainConfig("digits"),
+    TrainConfig("cifar", dataset="cifar100", model="wrn28_10", optimizer="vasso", rho=0.1 + 0.2,
+                theta=0.4, nesterov=True, max_steps=7, gsam_rho_min=0.025, label_noise=0.2,
+                download=True, precision="bf16", experiment="table1"),
+    TrainConfig("cifar", optimizer="gsam", base="adamw", lr=3e-4, schedule="constant",
+                warmup_epochs=2.5, data_dir="/data x", runs_dir="/r"),
+])
+def test_argv_round_trip(cfg):
+    argv = to_argv(cfg)
+    assert argv[0] == cfg.task
+    back = parse_argv(argv)
+    assert back == cfg
+    assert cell_id(back) == cell_id(cfg)
+
+
+def test_task_defaults_resolved_and_overridable():
+    digits, cifar = TrainConfig("digits"), TrainConfig("cifar")
+    for cfg in (digits, cifar):
+        for name, value in TASK_DEFAULTS[cfg.task].items():
+            assert getattr(cfg, name) == value
+    assert digits.epochs != cifar.epochs
+    assert parse_argv(["cifar", "--lr", "0.1"]).lr == 0.1
+    assert parse_argv(["cifar"]).epochs == 200
+
+
+def test_cell_id_ignores_location_and_display_fields():
+    cfg = TrainConfig("digits")
+    moved = dataclasses.replace(cfg, data_dir="/elsewhere", runs_dir="/runs2", device="cpu",
+                                download=True, progress="none", num_workers=0)
+    assert re.fullmatch(r"[0-9a-f]{12}", cell_id(cfg))
+    assert cell_id(moved) == cell_id(cfg)
+    assert set(cell_fields(cfg)).isdisjoint(LOCATION_FIELDS)
+    assert cell_id(dataclasses.replace(cfg, lr=0.06)) != cell_id(cfg)
+    assert cell_id(dataclasses.replace(cfg, seed=1)) != cell_id(cfg)
+    # An int given for a float field is the same cell as the float.
+    assert cell_id(TrainConfig("digits", rho=1)) == cell_id(TrainConfig("digits", rho=1.0))
+
+
+def test_run_dir_layout(tmp_path):
+    cfg = TrainConfig("digits", runs_dir=str(tmp_path), experiment="demo")
+    assert run_dir(cfg) == tmp_path / "demo" / cell_id(cfg)
+
+
+def test_env_defaults_for_data_and_runs(monkeypatch):
+    monkeypatch.setenv("VASSO_DATA", "/d")
+    monkeypatch.setenv("VASSO_RUNS", "/r")
+    cfg = TrainConfig("digits")
+    assert (cfg.data_dir, cfg.runs_dir) == ("/d", "/r")
+    monkeypatch.delenv("VASSO_DATA")
+    monkeypatch.delenv("VASSO_RUNS")
+    assert (TrainConfig("digits").data_dir, TrainConfig("digits").runs_dir) == ("./data", "./runs")
+
+
+def test_help_lists_every_field_with_choices():
+    text = build_parser().format_help()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name != "task":
+            assert "--" + f.name.replace("_", "-") in text
+    assert "{sgd,sam,asam,gsam,vasso}" in text
+    assert "{digits,cifar}" in text
+    assert "VaSSO averaging weight" in text
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"task": "mnist"}, "valid tasks: digits, cifar"),
+    ({"task": "cifar", "dataset": "svhn"}, "cifar10, cifar100"),
+    ({"task": "cifar", "model": "resnet50"}, "vgg11_bn, resnet18, wrn28_10, pyramidnet110"),
+    ({"task": "digits", "optimizer": "adam"}, "sgd, sam, asam, gsam, vasso"),
+    ({"task": "digits", "rho": -0.1}, "--rho"),
+    ({"task": "digits", "theta": 0.0}, "(0, 1]"),
+    ({"task": "digits", "theta": 1.5}, "(0, 1]"),
+    ({"task": "digits", "label_noise": 1.0}, "[0, 1)"),
+    ({"task": "digits", "label_noise": -0.1}, "[0, 1)"),
+    ({"task": "digits", "lr": 0.0}, "--lr"),
+    ({"task": "digits", "lr": float("nan")}, "--lr"),
+    ({"task": "digits", "epochs": 0}, "--epochs"),
+    ({"task": "digits", "max_steps": 0}, "--max-steps"),
+    ({"task": "digits", "cutout_prob": 0.5}, "no augmentation"),
+    ({"task": "cifar", "cutout_prob": 1.5}, "[0, 1]"),
+    ({"task": "digits", "gsam_rho_min": 0.1, "rho": 0.05}, "--gsam-rho-min"),
+    ({"task": "digits", "warmup_epochs": 50.0, "epochs": 5}, "--warmup-epochs"),
+    ({"task": "digits", "experiment": "a/b"}, "folder name"),
+    ({"task": "digits", "rho": "big"}, "expected float"),
+])
+def test_invalid_config_names_the_problem(kwargs, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize("argv", [
+    ["digits", "--dataset", "cifar10"],
+    ["cifar", "--model", "resnet50"],
+    ["digits", "--optimizer", "adam"],
+    ["digits", "--theta", "0"],
+    ["digits", "--lr", "fast"],
+    ["imagenet"],
+])
+def test_cli_bad_input_exits_2_and_writes_nothing(argv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc_info:
+        raise SystemExit(main(argv + ["--runs-dir", str(tmp_path)]))
+    assert exc_info.value.code == 2
+    assert "error" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_missing_cifar_data_says_where_files_go(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    rc = main(["cifar", "--data-dir", str(tmp_path / "data"), "--runs-dir", str(runs)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "cifar-10-batches-py" in err and "data_batch_1" in err and "--download" in err
+    assert not runs.exists()
+
+
+def test_cli_refuses_a_run_dir_holding_another_config(tmp_path, capsys):
+    import json
+
+    cfg = TrainConfig("digits", runs_dir=str(tmp_path), epochs=1, max_steps=1, progress="none")
+    directory = run_dir(cfg)
+    directory.mkdir(parents=True)
+    other = dataclasses.asdict(dataclasses.replace(cfg, lr=0.5))
+    (directory / "config.json").write_text(json.dumps(other))
+    before = snapshot(tmp_path)
+    assert main(to_argv(cfg)) == 2
+    assert "lr" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before
