@@ -12,7 +12,8 @@ captured in one CUDA graph (or compiled), with an eager fallback.
 
 from .data import (CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, Augmentation,
                    DeviceCIFAR)
-
+from .step import StepOutput, TrainStep, capture_blockers, set_lr, use_tensor_lr
 
 __all__ = ["Augmentation", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD",
-           "DeviceCIFAR"]
+           "DeviceCIFAR", "StepOutput", "TrainStep", "capture_blockers", "set_lr",
+           "use_tensor_lr"]
