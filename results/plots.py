@@ -45,7 +45,8 @@ def method_colour(method: str) -> str:
 def _panels(count: int) -> tuple[Figure, list[Axes]]:
     cols = min(count, 3)
     rows = -(-count // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    # At least 6.4 in wide, so that the title of a one-panel figure fits (wrapped).
+    fig, axes = plt.subplots(rows, cols, figsize=(max(4.2 * cols, 6.4), 3.6 * rows), squeeze=False)
     flat = list(axes.flat)
     for spare in flat[count:]:
         spare.set_visible(False)
@@ -67,7 +68,7 @@ def _finish(fig: Figure, axes: list[Axes], xlabel: str, title: str) -> Figure:
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize="small")
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize="medium", wrap=True)
     fig.tight_layout()
     return fig
 
