@@ -45,6 +45,7 @@ def test_resume_continues_bit_for_bit(name, base):
     model, opt = _make(name, base, seed=1)  # fresh weights, fresh optimizer
     model.load_state_dict(checkpoint["model"])
     opt.load_state_dict(checkpoint["optimizer"])
+    assert opt.param_groups is opt.base.param_groups  # base.load_state_dict replaced the list
     for step in range(n, n + m):
         opt.step(closure_for(model, *batch(step)))
     for key, value in model.state_dict().items():

@@ -159,10 +159,10 @@ class SharpnessAware(torch.optim.Optimizer):
                     "parameters of model; build it from model.parameters() of this model"
                 )
 
-        # Optimizer.__init__ sets up hooks and profiling; its param_groups are then
-        # replaced by the base optimizer's own list, so both objects see one set.
+        # Optimizer.__init__ sets up hooks and profiling; the groups it builds are
+        # then dropped: param_groups is the base optimizer's (see the property).
         super().__init__([dict(group) for group in base.param_groups], base.defaults)
-        self.param_groups = base.param_groups
+        del self.__dict__["_groups_under_construction"]
         self.base = base
         self.rho = rho
         self.eps = eps
@@ -378,12 +378,28 @@ class SharpnessAware(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ plumbing
 
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The base optimizer's ``param_groups``, the very same list.
+
+        A property rather than a shared attribute, because ``load_state_dict``
+        replaces the base optimizer's list: the two objects must never drift apart.
+        """
+        if "base" in self.__dict__:
+            return self.base.param_groups
+        return self.__dict__["_groups_under_construction"]
+
+    @param_groups.setter
+    def param_groups(self, groups: list[dict[str, Any]]) -> None:
+        if "base" in self.__dict__:
+            self.base.param_groups = groups
+        else:  # inside Optimizer.__init__
+            self.__dict__["_groups_under_construction"] = groups
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        # Called by Optimizer.__init__ before self.base exists: then the groups are
-        # only being copied and are replaced by the base optimizer's list.
         if "base" in self.__dict__:
             self.base.add_param_group(param_group)
-        else:
+        else:  # inside Optimizer.__init__
             super().add_param_group(param_group)
 
     def _param_index(self) -> list[Tensor]:
