@@ -1,0 +1,8 @@
+# The performance benchmark (included by the top-level Makefile, which defines PY and STAMP).
+# Small sizes on a CPU, the full ones (ResNet-18 and WRN-28-10 at batch 128) on a GPU;
+# pass options with BENCH_ARGS, e.g. `make bench BENCH_ARGS=--full`.
+
+BENCH_ARGS ?=
+
+bench: $(STAMP)  ## time SGD/SAM/VaSSO steps, the data pipeline and an epoch; JSON in results/perf/
+	$(PY) -m benchmarks.perf $(BENCH_ARGS)

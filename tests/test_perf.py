@@ -1,0 +1,97 @@
+"""`python -m benchmarks.perf` at the tiniest sizes: the JSON carries every field,
+and the ratios are computed from the measured times."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from benchmarks import perf
+
+TINY = ["--device", "cpu", "--batch-size", "2", "--iters", "2", "--warmup", "0",
+        "--pipeline-images", "32", "--loader-images", "8", "--epoch-train-images", "4",
+        "--epoch-test-images", "4"]
+
+
+def positive(x) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("perf")
+    assert perf.main([*TINY, "--out-dir", str(out)]) == 0
+    files = list(out.glob("*.json"))
+    assert len(files) == 1 and files[0].name.startswith("cpu-")
+    return json.loads(files[0].read_text())
+
+
+def test_report_has_every_field(report):
+    for key in ("device", "device_type", "torch", "time", "settings", "steps", "ratios",
+                "data_pipeline", "epoch", "goals"):
+        assert key in report
+    assert report["device_type"] == "cpu" and report["device"].startswith("CPU")
+    assert report["goals"] is None  # the H100 goals are not judged on a CPU
+    combos = {(r["model"], r["method"], r["impl"]) for r in report["steps"]}
+    assert combos == {("resnet18", m, i) for m in ("fb", *perf.METHODS) for i in perf.IMPLS}
+    for r in report["steps"]:
+        assert r["n"] == 2 and positive(r["median_ms"]) and positive(r["param_mb"])
+        assert r["min_ms"] <= r["median_ms"] <= r["max_ms"] and r["iqr_ms"] >= 0
+        assert r["peak_mem_mb"] is None and r["mode"] == "eager"
+    p = report["data_pipeline"]
+    assert positive(p["device_images_per_s"]) and positive(p["pil_dataloader_images_per_s"])
+    e = report["epoch"]
+    assert positive(e["epoch_s"]) and positive(e["first_epoch_s"])
+    assert positive(e["projected_200_epochs_min"]) and 0 <= e["test_acc"] <= 100
+
+
+def test_ratios_come_from_the_measured_times(report):
+    median = {(r["method"], r["impl"]): r["median_ms"] for r in report["steps"]}
+    rows = {r["impl"]: r for r in report["ratios"]}
+    assert set(rows) == set(perf.IMPLS)
+    for impl, row in rows.items():
+        assert row["vasso_over_sam"] == pytest.approx(median["vasso", impl] / median["sam", impl])
+        assert row["sam_over_2fb"] == pytest.approx(median["sam", impl] / (2 * median["fb", impl]))
+        for value in row.values():
+            assert isinstance(value, str) or positive(value)
+    for method in perf.METHODS:
+        assert rows["fast"][f"{method}_over_textbook"] == pytest.approx(
+            median[method, "fast"] / median[method, "textbook"])
+
+
+def test_textbook_reference_computes_the_same_step_as_vasso():
+    """The reference is a benchmark baseline, but it must do the same math."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    def run(impl: str, method: str) -> nn.Module:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+        opt = perf.build_optimizer(method, impl, model)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(4):
+            x, y = torch.randn(5, 6, generator=g), torch.randint(0, 3, (5,), generator=g)
+
+            def closure():
+                opt.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                return loss
+            opt.step(closure)
+        return model
+
+    for method in ("sam", "vasso"):
+        for a, b in zip(run("textbook", method).parameters(), run("eager", method).parameters()):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_bad_options_are_clear_errors(capsys):
+    with pytest.raises(SystemExit):
+        perf.parse_args(["--device", "cpu", "--methods", "sgd,adam"])
+    assert "unknown methods adam" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        perf.parse_args(["--device", "cpu", "--epoch-train-images", "4", "--batch-size", "8"])
+    assert "makes no batch of 8" in capsys.readouterr().err
