@@ -139,6 +139,7 @@ def _model_and_base():
         (vasso.GSAM, {"alpha": -0.1}, "alpha"),
         (vasso.GSAM, {"rho": 0.05, "rho_min": 0.1}, "rho_min"),
         (vasso.GSAM, {"rho": 0.05, "rho_min": 0.01, "lr_max": 0.0}, "lr_max"),
+        (vasso.GSAM, {"alpha": 0.1, "sync": "local"}, "alpha"),
         (vasso.SAM, {"bn_stats": "second"}, "bn_stats"),
         (vasso.SAM, {"sync": "none"}, "sync"),
         (vasso.SAM, {"sync": "local"}, "sync='local'"),

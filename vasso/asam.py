@@ -55,14 +55,14 @@ class ASAM(SharpnessAware):
         self.scale = scale
         model = kwargs.get("model")
         self._named_weights = (
-            {p for name, p in model.named_parameters() if "weight" in name} if model is not None else None
+            {id(p) for name, p in model.named_parameters() if "weight" in name} if model is not None else None
         )
 
     def _scales(self, p: Tensor) -> bool:
         if self.scale == "all":
             return True
         if self._named_weights is not None:
-            return p in self._named_weights
+            return id(p) in self._named_weights
         return p.ndim > 1
 
     def _perturbation(self, params: list[Tensor], grads: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:

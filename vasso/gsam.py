@@ -52,6 +52,12 @@ class GSAM(SharpnessAware):
         rho_min = rho if rho_min is None else rho_min
         _check_range("rho_min", rho_min, 0 <= rho_min <= rho, f"in [0, rho={rho}]")
         _check_range("alpha", alpha, alpha >= 0, "a number >= 0")
+        if alpha and kwargs.get("sync") == "local":
+            raise ValueError(
+                "alpha > 0 with sync='local': GSAM's descent direction contains the first-pass "
+                "gradient, which sync='local' keeps per rank, so the ranks' weights would drift "
+                "apart; use sync='global' or alpha=0"
+            )
         super().__init__(base, rho=rho, **kwargs)
         if lr_max is None:
             group = self.param_groups[0]
