@@ -217,6 +217,8 @@ class Trainer:
         self.bad_loss = torch.zeros((), dtype=torch.float32, device=device)
         if rundir.has_checkpoint():
             self._resume()
+        else:  # a run killed before its first checkpoint may have left a metrics line
+            rundir.truncate_metrics(0)
 
     # -- checkpoint -----------------------------------------------------------------
     def _checkpoint(self) -> None:

@@ -174,3 +174,14 @@ def test_warmup_and_constant_schedule(tmp_path):
     assert cosine(3) == 1.0 and cosine(6) == 0.0 and 0 < cosine(5) < cosine(4) < 1
     train(cfg)
     assert [m["lr"] for m in read_metrics(run_dir(cfg)) if m["split"] == "train"] == [cfg.lr, cfg.lr]
+
+
+def test_metrics_left_without_a_checkpoint_are_dropped(tmp_path):
+    # A run killed between its first metrics line and its first checkpoint.
+    cfg = tiny(tmp_path, epochs=1)
+    run = run_dir(cfg)
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "split": "train", "stale": true}\n')
+    train(cfg)
+    assert [m["split"] for m in read_metrics(run)] == ["train", "test"]
+    assert not any("stale" in m for m in read_metrics(run))

@@ -65,8 +65,9 @@ class CifarTask(Task):
         try:
             train = cls(str(root), train=True, download=cfg.download)
             test = cls(str(root), train=False)
-        except RuntimeError as err:  # a download that did not produce the files
-            raise ConfigError(f"{cfg.dataset} could not be loaded from {root}: {err}") from err
+        except (RuntimeError, OSError) as err:  # a failed download (no network, bad archive)
+            raise ConfigError(f"{cfg.dataset} could not be loaded into {root}: {err}. Download "
+                              f"{cls.url} by hand and extract it there.") from err
         labels, record = noisy_labels(cfg, torch.tensor(train.targets), num_classes)
         train.targets = labels.tolist()
 
