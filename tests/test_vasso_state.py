@@ -153,7 +153,7 @@ def test_bad_arguments_raise_naming_the_argument(cls, kwargs, argument):
 
 def test_a_base_optimizer_over_other_tensors_than_the_model_is_refused():
     model, _ = _model_and_base()
-    other, base = _model_and_base()
+    _, base = _model_and_base()
     with pytest.raises(ValueError, match="model"):
         vasso.VaSSO(base, model=model)
 
