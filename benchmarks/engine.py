@@ -184,6 +184,7 @@ class Position:
 
     epoch: int = 0               # epochs completed
     step_in_epoch: int = 0       # steps completed in the current epoch
+    seen_in_epoch: int = 0       # training samples seen in the current epoch
     step: int = 0                # optimizer steps completed in all
     metrics_lines: int = 0       # lines of metrics.jsonl that belong to this state
     elapsed_s: float = 0.0       # training time before this process
@@ -211,7 +212,8 @@ class Trainer:
                          if cfg.precision == "bf16" else nullcontext())
         seed_everything(data_seed(cfg, "train"))
         self.pos = Position()
-        self.sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, correct, n
+        # Summed first-pass loss and hits of the epoch, on the device (read once per epoch).
+        self.sums = torch.zeros(2, dtype=torch.float64, device=device)
         # First non-finite step and its loss, kept on the device (-1: none yet).
         self.bad_step = torch.full((), -1, dtype=torch.int64, device=device)
         self.bad_loss = torch.zeros((), dtype=torch.float32, device=device)
@@ -284,10 +286,9 @@ class Trainer:
             loss = closure()
             self.optimizer.step()
         loss = loss.detach().float()
-        n = y.shape[0]
-        self.sums += torch.stack([loss.double() * n,
-                                  self.task.count_correct(first_output[0], y).double(),
-                                  torch.tensor(float(n), dtype=torch.float64, device=self.device)])
+        self.sums += torch.stack([loss.double() * y.shape[0],
+                                  self.task.count_correct(first_output[0], y).double()])
+        self.pos.seen_in_epoch += y.shape[0]
         newly_bad = (self.bad_step < 0) & ~torch.isfinite(loss)
         self.bad_step = torch.where(newly_bad, self.pos.step, self.bad_step)
         self.bad_loss = torch.where(newly_bad, loss, self.bad_loss)
@@ -348,10 +349,11 @@ class Trainer:
     def _end_epoch(self, progress: Progress) -> None:
         cfg, pos = self.cfg, self.pos
         self._check_finite()
-        loss_sum, correct, n = self.sums.tolist()
+        loss_sum, correct = self.sums.tolist()
+        n = pos.seen_in_epoch
         lr = self.base.param_groups[0]["lr"]
         pos.epoch += 1
-        pos.step_in_epoch = 0
+        pos.step_in_epoch = pos.seen_in_epoch = 0
         self.sums.zero_()
         stamp = {"epoch": pos.epoch, "step": pos.step, "lr": lr}
         lines = [{**stamp, "split": "train", "loss": loss_sum / n, "acc": 100.0 * correct / n,
