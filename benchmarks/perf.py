@@ -505,8 +505,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
         pipeline_images=pick(a.pipeline_images, 50000, 4096),
         loader_images=pick(a.loader_images, 20000, 512),
         loader_workers=pick(a.loader_workers, min(8, os.cpu_count() or 1), 0),
-        epoch_train_images=pick(a.epoch_train_images, 50000, 128),
-        epoch_test_images=pick(a.epoch_test_images, 10000, 128), out_dir=a.out_dir)
+        epoch_train_images=pick(a.epoch_train_images, 50000, 64),
+        epoch_test_images=pick(a.epoch_test_images, 10000, 64), out_dir=a.out_dir)
     if min(s.batch_size, s.iters, s.pipeline_images, s.loader_images, s.epoch_train_images,
            s.epoch_test_images) < 1 or s.warmup < 0:
         p.error("sizes must be >= 1 (and --warmup >= 0)")
