@@ -178,6 +178,19 @@ class StopSignals:
             signal.signal(num, handler)
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers ignore SIGTERM / SIGUSR2.
+
+    Slurm signals every process of a job step; a worker killed by it would turn a
+    clean preemption into a "DataLoader worker exited unexpectedly" failure. The
+    main process decides when to stop; its workers end with its loader (or, should
+    it die, by their parent watchdog).
+    """
+    for name in StopSignals.SIGNALS:
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
 @dataclasses.dataclass
 class Position:
     """Where the run is; saved in every checkpoint."""
@@ -265,6 +278,7 @@ class Trainer:
         workers = 0 if self.data.in_memory else cfg.num_workers
         return DataLoader(self.data.train, batch_sampler=batches, num_workers=workers,
                           pin_memory=self.device.type == "cuda",
+                          worker_init_fn=ignore_stop_signals if workers else None,
                           generator=torch.Generator().manual_seed(data_seed(cfg, "loader") + epoch))
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -87,3 +87,13 @@ def test_cifar_test_set_is_normalised_tensors(data_dir, tmp_path):
     raw = torch.tensor(CIFAR100(str(data_dir), train=False).data[4]).permute(2, 0, 1) / 255
     mean, std = torch.tensor(CIFAR100_MEAN)[:, None, None], torch.tensor(CIFAR100_STD)[:, None, None]
     torch.testing.assert_close(data.test[4][0], (raw - mean) / std)
+
+
+def test_worker_processes_give_the_same_run(data_dir, tmp_path):
+    # Augmentation is seeded per sample, so where a sample is fetched does not matter.
+    runs = []
+    for workers in (0, 2):
+        cfg = cifar(data_dir, tmp_path / f"w{workers}", model="vgg11_bn", num_workers=workers)
+        train(cfg)
+        runs.append(run_dir(cfg))
+    assert read_metrics(runs[0]) == read_metrics(runs[1])

@@ -123,3 +123,13 @@ def test_slurm_job_ids_are_appended_on_each_start(tmp_path, monkeypatch):
     meta = json.loads((run_dir(cfg) / "meta.json").read_text())
     assert meta["slurm_job_ids"] == ["41_3", "42"]
 
+
+
+def test_loader_workers_ignore_stop_signals():
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR2)}
+    try:
+        engine.ignore_stop_signals(worker_id=0)
+        assert all(signal.getsignal(s) == signal.SIG_IGN for s in saved)
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
