@@ -10,6 +10,7 @@ file in the same directory and is moved into place with ``os.replace``, so a rea
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -123,8 +124,6 @@ class RunDir:
         """
         self.path.mkdir(parents=True, exist_ok=True)
         if not self.file(CONFIG).is_file():
-            import dataclasses
-
             atomic_write_json(self.file(CONFIG), dataclasses.asdict(cfg))
         error = self.file(ERROR)
         if error.is_file():
