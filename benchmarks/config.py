@@ -74,9 +74,9 @@ def _default_runs_dir() -> str:
     return os.environ.get("VASSO_RUNS") or "./runs"
 
 
-def _opt(help: str, choices: tuple[str, ...] | None = None, **kw: Any) -> Any:
+def _opt(text: str, choices: tuple[str, ...] | None = None, **kw: Any) -> Any:
     """A dataclass field carrying its CLI help (and choices) as metadata."""
-    return field(metadata={"help": help, "choices": choices}, **kw)
+    return field(metadata={"help": text, "choices": choices}, **kw)
 
 
 @dataclass(frozen=True)

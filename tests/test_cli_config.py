@@ -141,3 +141,12 @@ def test_cli_refuses_a_run_dir_holding_another_config(tmp_path, capsys):
     assert main(to_argv(cfg)) == 2
     assert "lr" in capsys.readouterr().err
     assert snapshot(tmp_path) == before
+
+
+def test_help_from_the_command_line():
+    from bench_fixtures import cli
+
+    proc = cli(["--help"])
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    assert "--label-noise" in out and "Exit codes" in out
