@@ -238,6 +238,15 @@ def _submit_slurm(args, experiment, classes, fields) -> int:
 
     # Every check happens before the first submission: all or nothing.
     check_fits(query_partition(args.partition), list(classes))
+    shortest = min(res.time_min for res in classes)
+    if shortest * 60 - args.signal_delay < 90:
+        # Slurm may send the signal up to a minute early: it must not arrive
+        # before the job has started and installed its handlers.
+        raise SweepError(
+            f"--time {shortest} min with --signal-delay {args.signal_delay} s: Slurm may signal the job "
+            f"before it has started; leave at least 90 s between them (e.g. --time "
+            f"{-(-(args.signal_delay + 90) // 60)})"
+        )
     folder = sweep.sweep_dir([s.cfg for group in classes.values() for s in group], experiment.name)
     submitted: dict[str, str] = {}
     for res, group in sorted(classes.items()):

@@ -57,6 +57,23 @@ def engine_env(threads: int | None = None) -> dict[str, str]:
     return env
 
 
+def record_crash(run_dir: str | Path, rc: int, where: str) -> Path:
+    """Write error.json for an engine that died without writing one (a crash
+    before its error handling, a kill), so the cell shows as failed and
+    ``retry`` finds it. The engine moves error.json aside when it restarts."""
+    run_dir = Path(run_dir)
+    error = run_dir / "error.json"
+    if not error.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        info = {"type": "EngineDied", "exit_code": rc, "written_by": "slurm",
+                "message": f"`python -m benchmarks` exited with code {rc} without writing error.json; "
+                           f"its output is in {where}"}
+        tmp = run_dir / f".error.json.tmp{os.getpid()}"
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        os.replace(tmp, error)
+    return error
+
+
 class CellFailed(RuntimeError):
     """The engine exited with a failure; the message names the run's error.json."""
 
@@ -144,6 +161,7 @@ class CellJob(submitit.helpers.Checkpointable):
             # Stopped by a signal that did not reach this supervisor (scontrol
             # requeue): the checkpoint is on disk and Slurm relaunches the job.
             return None
+        record_crash(run_dir, rc, "this job's submitit log")  # no-op when the engine wrote one
         if rc == EXIT_FAILED:
             error = run_dir / "error.json"
             detail = ""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .job import EXIT_DONE, EXIT_FAILED, EXIT_PREEMPTED, engine_command, engine_env
+from .job import EXIT_DONE, EXIT_FAILED, EXIT_PREEMPTED, engine_command, engine_env, record_crash
 from .sweep import PENDING, RUNNING, remove_lock, write_lock
 
 
@@ -95,6 +95,8 @@ def run_cells(
                     continue
                 del running[cid]
                 codes[cid] = rc
+                if rc not in (EXIT_DONE, EXIT_PREEMPTED):
+                    record_crash(c.run_dir, rc, str(log_dir / f"{cid}.log"))
                 remove_lock(Path(c.run_dir))
                 say(
                     f"[{len(codes)}/{total}] {_outcome(rc)} {c.cell} ({c.label}) "

@@ -159,6 +159,8 @@ FAKE_ENGINE = textwrap.dedent("""
     if mode == "fail":
         (run / "error.json").write_text(json.dumps({"type": "FloatingPointError", "message": "loss is nan"}))
         sys.exit(1)
+    if mode == "crash":
+        sys.exit(3)
     (run / "ready").write_text("")
     time.sleep(60)
 """)
@@ -195,3 +197,10 @@ def test_checkpoint_stops_the_child_and_resubmits_the_same_job(fake_engine):
     assert delayed.function is job and delayed.args == ()
     restored = pickle.loads(pickle.dumps(delayed.function))
     assert restored.argv == job.argv and restored._proc is None and restored._returncode is None
+
+
+def test_an_engine_that_dies_silently_leaves_a_failed_cell(fake_engine):
+    with pytest.raises(CellFailed, match="exit code 3"):
+        CellJob([str(fake_engine), "crash"], str(fake_engine / "cell"), poll_s=0.05)()
+    error = json.loads((fake_engine / "cell" / "error.json").read_text())
+    assert error["exit_code"] == 3 and error["written_by"] == "slurm"

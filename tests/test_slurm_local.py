@@ -60,7 +60,7 @@ def run_cli(capsys, module, runs, *argv):
 
 def statuses(module, runs, name):
     cells = sweep.relocate(sweep.get_experiment(name, str(module)).cells, str(runs), None)
-    return sweep.cell_states(cells, name)
+    return sweep.cell_states(cells, name, sweep.scheduler_queue())
 
 
 def wait_until(predicate, timeout_s: float, what: str):

@@ -1,0 +1,142 @@
+"""slurm/ on a real single-node Slurm cluster (`make slurm-up`): job arrays,
+relaunch, `scontrol requeue`, time limits, failures and retry, and the
+partition checks that run before anything is submitted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from slurm import cli, sweep
+from test_slurm_local import metric_epochs, statuses, wait_until, write_experiments
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture
+def sweep_env(tmp_path, slurm_cluster):
+    return write_experiments(tmp_path, long_epochs=20), tmp_path / "runs"
+
+
+def run_cli(capsys, module, runs, *argv):
+    code = cli.main([*argv, "--executor", "slurm", "--experiments-module", str(module), "--runs-dir", str(runs)])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def queue_of(jobs) -> dict[str, list[str]]:
+    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T|%r"], capture_output=True, text=True, check=True)
+    rows = [line.split("|") for line in out.stdout.splitlines()]
+    return {r[0]: r[1:] for r in rows if r[0] in jobs}
+
+
+def settle(module, runs, name, timeout_s=240) -> list:
+    """Wait until no cell of ``name`` is queued or running. A requeued job waits
+    for its BeginTime (Slurm holds requeued jobs ~2 minutes); release it at once."""
+    jobs = set(sweep.read_jobs(runs / name / ".sweep").values())
+
+    def quiet():
+        for job, (state, reason) in queue_of(jobs).items():
+            if state == "PENDING" and reason == "BeginTime":
+                subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False)
+        return not any(s.state in sweep.ACTIVE for s in statuses(module, runs, name))
+
+    wait_until(quiet, timeout_s, f"the cells of {name!r} to settle")
+    return statuses(module, runs, name)
+
+
+def job_ids(path) -> list[str]:
+    return json.loads((path / "meta.json").read_text())["slurm_job_ids"]
+
+
+def test_launch_runs_each_cell_once_as_a_job_array_and_relaunch_submits_nothing(capsys, sweep_env):
+    module, runs = sweep_env
+    code, out = run_cli(capsys, module, runs, "launch", "tiny", "--time", "5")
+    assert code == 0 and "submitted job array" in out and "2 cell(s) submitted" in out, out
+    cells = settle(module, runs, "tiny")
+    assert [c.state for c in cells] == ["done", "done"]
+    ledger = sweep.read_jobs(runs / "tiny" / ".sweep")
+    for c in cells:
+        assert job_ids(c.path) == [ledger[c.cell]]  # one job worked on it, the array task we submitted
+        assert metric_epochs(c.path) == [1, 2]
+    code, out = run_cli(capsys, module, runs, "launch", "tiny", "--time", "5")
+    assert code == 0 and "nothing to launch (2 done)" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--cpus", "999"], "--cpus 999: the nodes of partition 'debug' have at most"),
+        (["--gpus", "1"], "--gpus 1: the nodes of partition 'debug' have no GPUs"),
+        (["--partition", "nosuchpart"], "--partition nosuchpart"),
+        (["--time", "1", "--signal-delay", "40"], "Slurm may signal the job before it has started"),
+    ],
+)
+def test_resources_the_partition_cannot_give_are_refused_before_submitting(capsys, sweep_env, argv, message):
+    module, runs = sweep_env
+    code, out = run_cli(capsys, module, runs, "launch", "tiny", *argv)
+    assert code == 2 and message in out, out
+    assert not (runs / "tiny" / ".sweep" / "jobs.jsonl").exists()
+
+
+def test_scontrol_requeue_resumes_the_cell_from_its_checkpoint(capsys, sweep_env):
+    module, runs = sweep_env
+    code, out = run_cli(capsys, module, runs, "launch", "long", "--time", "10")
+    assert code == 0, out
+    [cell] = statuses(module, runs, "long")
+    job = sweep.read_jobs(runs / "long" / ".sweep")[cell.cell]
+    wait_until(lambda: (cell.path / "metrics.jsonl").exists(), 120, "the first epoch")
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    [cell] = settle(module, runs, "long")
+    assert cell.state == "done"
+    assert job_ids(cell.path) == [job, job], "the cell should have been started twice, by the same job"
+    assert metric_epochs(cell.path) == list(range(1, 21)), "epochs repeated or lost across the requeue"
+
+
+@pytest.mark.slow
+def test_a_time_limit_checkpoints_requeues_and_resumes(capsys, tmp_path, slurm_cluster):
+    module, runs = write_experiments(tmp_path, long_epochs=1000), tmp_path / "runs"
+    # Two minutes, signalled 30 s before the end; Slurm may signal up to a minute
+    # early, so the signal comes 30 to 90 s in. The cell needs far longer: the job
+    # times out, checkpoints, is requeued and resumes; the test stops it there.
+    code, out = run_cli(capsys, module, runs, "launch", "long", "--time", "2", "--signal-delay", "30")
+    assert code == 0, out
+    [cell] = statuses(module, runs, "long")
+    job = sweep.read_jobs(runs / "long" / ".sweep")[cell.cell]
+
+    def resumed():
+        for j, (state, reason) in queue_of({job}).items():
+            if state == "PENDING" and reason == "BeginTime":
+                subprocess.run(["scontrol", "update", f"JobId={j}", "StartTime=now"], check=False)
+        meta = cell.path / "meta.json"
+        return meta.exists() and len(job_ids(cell.path)) >= 2 and metric_epochs(cell.path)
+
+    try:
+        wait_until(resumed, 240, "a timeout, a requeue and a restart")
+        before = len(metric_epochs(cell.path))
+        wait_until(lambda: len(metric_epochs(cell.path)) > before, 60, "an epoch after the restart")
+    finally:
+        subprocess.run(["scancel", job], check=False)
+    epochs = metric_epochs(cell.path)
+    assert epochs == list(range(1, len(epochs) + 1)), f"epochs repeated or lost across the timeout: {epochs}"
+    logs = "".join(p.read_text() for p in (runs / "long" / ".sweep" / "submitit").rglob("*_log.*"))
+    assert "timed-out" in logs and "Requeued job" in logs
+
+
+def test_failed_cell_shows_failed_and_retry_resubmits_only_it(capsys, sweep_env):
+    module, runs = sweep_env
+    code, out = run_cli(capsys, module, runs, "launch", "fail", "--time", "5")
+    assert code == 0, out
+    by_lr = {c.cfg.lr: c for c in settle(module, runs, "fail")}
+    good, bad = by_lr[0.05], by_lr[1e30]
+    assert (good.state, bad.state) == ("done", "failed")
+    first_error = (bad.path / "error.json").stat().st_mtime_ns
+    code, out = run_cli(capsys, module, runs, "retry", "fail", "--time", "5")
+    assert code == 0 and "1 cell(s) submitted" in out and bad.cell in out and good.cell not in out, out
+    by_lr = {c.cfg.lr: c for c in settle(module, runs, "fail")}
+    assert (by_lr[0.05].state, by_lr[1e30].state) == ("done", "failed")
+    assert (bad.path / "error.json").stat().st_mtime_ns > first_error
+    assert len(job_ids(good.path)) == 1
