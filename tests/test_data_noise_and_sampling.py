@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from benchmarks.config import TrainConfig
-from benchmarks.data import (Cutout, SeededAugment, corrupt_labels, derive_seed, epoch_batches,
-                             epoch_permutation)
+from benchmarks.data import (Augmentation, AugmentedImages, Cutout, corrupt_labels, derive_seed,
+                             epoch_augmentation, epoch_batches, epoch_permutation)
 from benchmarks.tasks import get_task
 from benchmarks.tasks.base import data_seed, noisy_labels
 
@@ -118,15 +118,43 @@ def test_seeds_never_depend_on_the_optimizer():
     assert derive_seed("x", 1) == derive_seed("x", 1) != derive_seed("x", 2)
 
 
-def test_seeded_augment_in_workers_matches_main_process():
-    class Noise:
-        def __call__(self, x):
-            return x + torch.rand(())
+def test_epoch_augmentation_is_a_pure_function_of_seed_and_epoch():
+    aug = Augmentation()
+    draw = epoch_augmentation(500, aug, 32, 32, seed=3, epoch=2)
+    again = epoch_augmentation(500, aug, 32, 32, seed=3, epoch=2)
+    for name in ("offsets", "flip", "cutout_centre", "cutout"):
+        assert torch.equal(getattr(draw, name), getattr(again, name)), name
+    assert not torch.equal(draw.offsets, epoch_augmentation(500, aug, 32, 32, 3, epoch=3).offsets)
+    assert not torch.equal(draw.offsets, epoch_augmentation(500, aug, 32, 32, 4, epoch=2).offsets)
+    # Ranges, and the switches: p = 1 cuts all, no padding means no offset, no flip.
+    assert draw.offsets.min() == 0 and draw.offsets.max() == 8 and draw.cutout.all()
+    assert 0.4 < float(draw.flip.double().mean()) < 0.6
+    plain = epoch_augmentation(500, Augmentation.none(), 32, 32, seed=3, epoch=2)
+    assert not plain.offsets.any() and not plain.flip.any() and not plain.cutout.any()
 
-    samples = [(torch.zeros(()), i) for i in range(6)]
-    dataset = SeededAugment(samples, Noise(), seed=5)
-    keys = [[(i, 2) for i in range(6)]]
+
+def test_augmented_images_in_workers_match_main_process():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (12, 32, 32, 3), dtype=torch.uint8, generator=g)
+    dataset = AugmentedImages(images, torch.arange(12), mean=(0.5,) * 3, std=(0.25,) * 3,
+                              augmentation=Augmentation(cutout_prob=0.5), seed=5)
+    keys = [[(i, 2) for i in range(12)]]
     main = next(iter(torch.utils.data.DataLoader(dataset, batch_sampler=keys)))[0]
     workers = next(iter(torch.utils.data.DataLoader(dataset, batch_sampler=keys, num_workers=2)))[0]
     assert torch.equal(main, workers)
-    assert len(set(main.tolist())) == 6
+    assert not torch.equal(main, dataset[(0, 3)][0][None].expand_as(main))
+    with pytest.raises(KeyError, match="index, epoch"):
+        dataset[0]
+
+
+def test_augmented_images_without_augmentation_are_normalised_batches():
+    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)  # NCHW is accepted too
+    dataset = AugmentedImages(images, [0, 1, 2, 3, 4], mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2))
+    expected = (images.float() / 255 - torch.tensor([0.5, 0.4, 0.3])[:, None, None]) / 0.2
+    torch.testing.assert_close(dataset[2][0], expected[2])
+    batch = torch.stack([x for x, _ in dataset.__getitems__([(i, 0) for i in range(5)])])
+    torch.testing.assert_close(batch, expected)
+    with pytest.raises(ValueError, match="5 images but 4 labels"):
+        AugmentedImages(images, [0] * 4, mean=(0.5,) * 3, std=(0.2,) * 3)
+    with pytest.raises(ValueError, match="mean and std need 3 entries"):
+        AugmentedImages(images, [0] * 5, mean=(0.5,), std=(0.2,))

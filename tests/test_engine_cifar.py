@@ -60,11 +60,11 @@ def test_label_noise_run_records_the_corrupted_labels(data_dir, tmp_path):
     clean = CIFAR10(str(data_dir), train=True).targets
     assert record["count"] == 10 and record["num_train"] == 40 and len(record["indices"]) == 10
     data = get_task("cifar").load_data(cfg)
-    noisy = data.train.samples.targets
+    noisy = data.train.labels.tolist()
     assert record["noisy_labels_sha256"] == label_digest(noisy)
     assert {i for i in range(40) if noisy[i] != clean[i]} == set(record["indices"])
     # The test set stays clean.
-    assert data.test.targets.tolist() == CIFAR10(str(data_dir), train=False).targets
+    assert data.test.labels.tolist() == CIFAR10(str(data_dir), train=False).targets
 
 
 def test_augmentation_is_seeded_per_sample_and_epoch(data_dir, tmp_path):
@@ -75,10 +75,13 @@ def test_augmentation_is_seeded_per_sample_and_epoch(data_dir, tmp_path):
     assert not torch.equal(data.train[(3, 1)][0], image)   # another epoch, another one
     # Cutout (p = 1) zeroes a square of the normalised image: some exact zeros remain.
     assert (image == 0).all(dim=0).sum() >= 64
-    # Fetching does not disturb the global torch RNG.
+    # Fetching does not disturb the global torch RNG, and the draw is made per epoch,
+    # not per fetch order: a fresh dataset gives the same image for the same key.
     state = torch.get_rng_state()
     data.train[(5, 2)]
     assert torch.equal(torch.get_rng_state(), state)
+    again = get_task("cifar").load_data(cifar(data_dir, tmp_path))
+    assert torch.equal(again.train[(3, 0)][0], image)
 
 
 def test_cifar_test_set_is_normalised_tensors(data_dir, tmp_path):

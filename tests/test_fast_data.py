@@ -1,11 +1,16 @@
-"""DeviceCIFAR against the torchvision/PIL pipeline it replaces.
+"""DeviceCIFAR and the engine's torchvision path against the PIL pipeline they replace.
+
+Three pipelines: ``torchvision``, a reference built here from torchvision's random
+transforms and a Cutout written from DeVries & Taylor's description; ``drawn``,
+:class:`benchmarks.data.AugmentedImages` (the engine's DataLoader path: the epoch's
+shared draw applied per sample with torchvision's functional transforms); and
+``device``, :class:`benchmarks.fast.data.DeviceCIFAR` (the same draw, batched).
 
 The source image encodes each pixel's own coordinates (R = 100 + row, G = 100 +
 col, B = 200), so every augmented output can be decoded back into the crop
 offset, the flip and the cutout square that produced it, whichever pipeline made
 it. The tests then compare the decoded distributions with the analytic ones and
-with a reference pipeline built here from torchvision transforms and a Cutout
-written from DeVries & Taylor's description. All seeds are fixed; the tolerances
+with the reference, and check that ``drawn`` and ``device`` give the same images. All seeds are fixed; the tolerances
 are a few standard errors wide, while the mistakes they guard against (reflect
 padding, a flip rate of 1, an unclipped cutout, offsets in [0, 4]) move the
 statistics by many.
@@ -20,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms
 
-from benchmarks.data import epoch_permutation
+from benchmarks.data import AugmentedImages, epoch_permutation
 from benchmarks.fast.data import (CIFAR10_MEAN, CIFAR10_STD, Augmentation, AugmentationDraw,
                                   DeviceCIFAR, augment, draw_augmentation)
 
@@ -63,6 +68,13 @@ def device_samples(n: int = N, seed: int = 0, **aug) -> torch.Tensor:
     return x
 
 
+def drawn_samples(n: int = N, seed: int = 0) -> torch.Tensor:
+    images = np.repeat(coordinate_image()[None], n, axis=0)
+    data = AugmentedImages(images, np.zeros(n, dtype=np.int64), mean=CIFAR10_MEAN,
+                           std=CIFAR10_STD, augmentation=Augmentation(), seed=seed)
+    return torch.stack([data[(i, 0)][0] for i in range(n)])
+
+
 def decode(x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Recover (offset row, offset col, flip, cut mask) of each sample; checks geometry exactly."""
     cut = (x == 0).all(1)                                               # (n, 32, 32)
@@ -99,7 +111,11 @@ def decode(x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def decoded() -> dict[str, dict[str, torch.Tensor]]:
-    return {"torchvision": decode(torchvision_samples()), "device": decode(device_samples())}
+    return {"torchvision": decode(torchvision_samples()), "drawn": decode(drawn_samples()),
+            "device": decode(device_samples())}
+
+
+PATHS = ["torchvision", "drawn", "device"]
 
 
 def chi_square_uniform(values: torch.Tensor, cells: int) -> float:
@@ -108,7 +124,7 @@ def chi_square_uniform(values: torch.Tensor, cells: int) -> float:
     return float(((counts - expected) ** 2 / expected).sum())
 
 
-@pytest.mark.parametrize("path", ["torchvision", "device"])
+@pytest.mark.parametrize("path", PATHS)
 def test_crop_offsets_are_uniform_over_the_9x9_grid(decoded, path):
     d = decoded[path]
     assert int(d["oy"].min()) == 0 and int(d["oy"].max()) == 2 * PAD
@@ -121,7 +137,7 @@ def test_crop_offsets_are_uniform_over_the_9x9_grid(decoded, path):
     assert abs(float(corr)) < 0.06
 
 
-@pytest.mark.parametrize("path", ["torchvision", "device"])
+@pytest.mark.parametrize("path", PATHS)
 def test_flip_rate_is_one_half(decoded, path):
     rate = decoded[path]["flip"].double().mean()
     assert abs(float(rate) - 0.5) < 0.03          # 4 standard errors at N = 4000
@@ -135,18 +151,23 @@ def analytic_cut_probability() -> torch.Tensor:
     return per_axis[:, None] * per_axis[None, :]
 
 
-@pytest.mark.parametrize("path", ["torchvision", "device"])
+@pytest.mark.parametrize("path", PATHS)
 def test_cutout_size_and_placement(decoded, path):
     cut = decoded[path]["cut"]
     area = cut.flatten(1).sum(1).double()
     # The clipped side has mean 448 / 32 = 14 and the axes are independent: E[area] = 196.
     assert abs(float(area.mean()) - 196.0) < 4.0
-    assert int(area.max()) == SIZE * SIZE and int(area.min()) == HALF * HALF
     # Unclipped iff 8 <= centre <= 24 on both axes: (17/32)^2.
     assert abs(float((area == SIZE * SIZE).double().mean()) - (17 / 32) ** 2) < 0.03
     # Every cut region is one axis-aligned rectangle: its area is the product of its extents.
     rows_hit, cols_hit = cut.any(2).sum(1), cut.any(1).sum(1)
     assert torch.equal((rows_hit * cols_hit).double(), area)
+    # Per axis the side is 16, or clipped down to 8 (centre 0) at the least: each side
+    # length 8..16 turns up (the rarest, 8, has probability 1/32 per sample). A corner
+    # square of 8 x 8 needs both (1/1024): too rare to demand at any seed.
+    for hit in (rows_hit, cols_hit):
+        assert set(hit.tolist()) == set(range(HALF, SIZE + 1))
+    assert int(area.max()) == SIZE * SIZE and int(area.min()) >= HALF * HALF
     # Where the cut falls, pixel by pixel.
     empirical = cut.double().mean(0)
     assert float((empirical - analytic_cut_probability().double()).abs().max()) < 0.04
@@ -157,12 +178,36 @@ def test_cutout_probability_is_respected():
     assert abs(float(cut.flatten(1).any(1).double().mean()) - 0.5) < 0.045
 
 
-def test_per_pixel_mean_matches_torchvision(decoded):
-    tv, dev = torchvision_samples(), device_samples()
-    assert float((tv.mean(0) - dev.mean(0)).abs().max()) < 0.15
+@pytest.mark.parametrize("samples", [device_samples, drawn_samples])
+def test_per_pixel_mean_matches_torchvision(samples):
+    tv, ours = torchvision_samples(), samples()
+    assert float((tv.mean(0) - ours.mean(0)).abs().max()) < 0.15
     # The two pipelines overall: same mean and spread within a few standard errors.
-    assert abs(float(tv.mean() - dev.mean())) < 0.02
-    assert abs(float(tv.std() - dev.std())) < 0.02
+    assert abs(float(tv.mean() - ours.mean())) < 0.02
+    assert abs(float(tv.std() - ours.std())) < 0.02
+
+
+@pytest.mark.parametrize("cutout_prob", [1.0, 0.5, 0.0])
+def test_device_and_torchvision_paths_apply_the_same_draws(cutout_prob):
+    """Batches of DeviceCIFAR equal the AugmentedImages samples of the same keys."""
+    g = torch.Generator().manual_seed(4)
+    images = torch.randint(0, 256, (48, 32, 32, 3), dtype=torch.uint8, generator=g)
+    drawn = AugmentedImages(images, torch.arange(48), mean=CIFAR10_MEAN, std=CIFAR10_STD,
+                            augmentation=Augmentation(cutout_prob=cutout_prob), seed=9)
+    device = DeviceCIFAR.from_dataset(drawn, batch_size=16, seed=2)
+    for epoch in (0, 3):
+        order = epoch_permutation(48, 2, epoch)
+        for k, (x, y) in enumerate(device.batches(epoch)):
+            keys = order[16 * k:16 * (k + 1)].tolist()
+            assert y.tolist() == keys
+            expected = torch.stack([drawn[(i, epoch)][0] for i in keys])
+            torch.testing.assert_close(x, expected, atol=1e-5, rtol=1e-5)
+    # The draw really depends on the augmentation seed: another one gives other images.
+    other = DeviceCIFAR.from_dataset(
+        AugmentedImages(images, torch.arange(48), mean=CIFAR10_MEAN, std=CIFAR10_STD,
+                        augmentation=Augmentation(cutout_prob=cutout_prob), seed=10),
+        batch_size=16, seed=2)
+    assert not torch.equal(next(device.batches(0))[0], next(other.batches(0))[0])
 
 
 def naive_augment(image: torch.Tensor, oy: int, ox: int, flip: bool, cy: int, cx: int,
@@ -212,6 +257,8 @@ def test_epoch_order_is_the_engine_permutation_and_resumable():
     assert len(resumed) == 2
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
                for a, b in zip(full[3:], resumed))
+    stopped = list(data.batches(epoch=2, start=1, stop=3))
+    assert len(stopped) == 2 and all(torch.equal(a[0], b[0]) for a, b in zip(full[1:3], stopped))
 
 
 def test_evaluation_batches_are_plain_normalised_and_complete():
@@ -245,3 +292,5 @@ def test_bad_input_is_a_clear_error():
         DeviceCIFAR(images, [0] * 4, batch_size=8, augmentation=Augmentation())
     with pytest.raises(ValueError, match="cutout_prob"):
         Augmentation(cutout_prob=1.5)
+    with pytest.raises(TypeError, match="AugmentedImages"):
+        DeviceCIFAR.from_dataset(torch.utils.data.TensorDataset(images), batch_size=2)

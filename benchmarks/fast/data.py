@@ -4,100 +4,44 @@ A PIL ``DataLoader`` feeds a few thousand CIFAR images per second per CPU worker
 which starves a fast GPU (a ResNet-18 SAM step at batch 128 eats ~18k images/s).
 :class:`DeviceCIFAR` keeps the whole split on the device (50000 x 32 x 32 x 3
 uint8 is 150 MB) and builds each batch with one gather and two element-wise
-kernels, drawing the same augmentation distribution as the torchvision pipeline
-``RandomCrop(32, padding=4) -> RandomHorizontalFlip() -> ToTensor() -> Normalize
--> Cutout`` (``tests/test_fast_data.py`` checks this statistically):
+kernels, applying the augmentation of :class:`benchmarks.data.Augmentation`
+(``RandomCrop(32, padding=4) -> RandomHorizontalFlip() -> ToTensor() -> Normalize
+-> Cutout``):
 
 * crop: zero padding of ``pad`` pixels, then a 32 x 32 window whose top-left
   corner is uniform over the ``(2 pad + 1)^2`` positions, independently per image.
   Padded pixels are black *before* normalisation, as with torchvision.
 * flip: left-right with probability 1/2, after the crop.
-* cutout (DeVries & Taylor 2017, :class:`benchmarks.data.Cutout`): with
+* cutout (DeVries & Taylor 2017, :func:`benchmarks.data.cutout_box`): with
   probability ``p`` a ``size`` x ``size`` square whose centre is uniform over the
   32 x 32 image, clipped at the borders, is set to 0 *after* normalisation.
 
 Randomness: the batch order of epoch ``e`` is
-:func:`benchmarks.data.epoch_permutation` (the very order the DataLoader path
-uses, so both paths see the same batches); the augmentation of epoch ``e`` is
-drawn at once from a generator on the device seeded with
-``derive_seed(seed, e, "device-augment")``. Both are pure functions of
-``(seed, epoch)``, so a run resumed mid-epoch (``batches(epoch, start=k)``) sees
-the batches it would have seen. The per-sample draws differ from the DataLoader
-path's (which seeds each sample's PIL transform); only their distribution agrees.
+:func:`benchmarks.data.epoch_permutation` and its augmentation is
+:func:`benchmarks.data.epoch_augmentation` (drawn on the CPU, moved to the device
+once per epoch, indexed by sample index): the very draws the torchvision path
+(:class:`benchmarks.data.AugmentedImages`) applies, so both paths train on the same
+images up to floating-point rounding. Both are pure functions of ``(seed, epoch)``,
+so a run resumed mid-epoch (``batches(epoch, start=k)``) sees the batches it would
+have seen. ``tests/test_fast_data.py`` checks the distribution against an
+independent torchvision pipeline and the agreement with the torchvision path.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from benchmarks.data import derive_seed, epoch_permutation
+from benchmarks.data import (CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD,
+                             Augmentation, AugmentationDraw, AugmentedImages, as_nhwc_uint8,
+                             draw_augmentation, epoch_augmentation, epoch_permutation,
+                             normalisation)
 
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
-CIFAR100_STD = (0.2673, 0.2564, 0.2762)
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """The train-time augmentation; ``Augmentation.none()`` for evaluation."""
-
-    crop_padding: int = 4
-    flip: bool = True
-    cutout_size: int = 16
-    cutout_prob: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.crop_padding < 0 or self.cutout_size < 0 or not 0 <= self.cutout_prob <= 1:
-            raise ValueError(f"invalid augmentation {self}: padding and cutout size must be "
-                             ">= 0 and cutout_prob in [0, 1]")
-
-    @classmethod
-    def none(cls) -> "Augmentation":
-        return cls(crop_padding=0, flip=False, cutout_size=0, cutout_prob=0.0)
-
-    @property
-    def is_identity(self) -> bool:
-        return self.crop_padding == 0 and not self.flip and (self.cutout_size == 0
-                                                             or self.cutout_prob == 0)
-
-
-@dataclass
-class AugmentationDraw:
-    """The random decisions for ``n`` images (all on one device).
-
-    ``offsets``: (n, 2) top-left corner (row, col) of the crop window in the
-    padded image, in ``[0, 2 pad]``; ``flip``: (n,) bool; ``cutout_centre``: (n, 2)
-    (row, col) in ``[0, H) x [0, W)``; ``cutout``: (n,) bool, whether to cut.
-    """
-
-    offsets: Tensor
-    flip: Tensor
-    cutout_centre: Tensor
-    cutout: Tensor
-
-    def __getitem__(self, index: Tensor | slice) -> "AugmentationDraw":
-        return AugmentationDraw(self.offsets[index], self.flip[index],
-                                self.cutout_centre[index], self.cutout[index])
-
-
-def draw_augmentation(n: int, aug: Augmentation, height: int, width: int,
-                      generator: torch.Generator) -> AugmentationDraw:
-    """Draw the augmentation of ``n`` images on ``generator``'s device."""
-    device = generator.device
-    offsets = torch.randint(0, 2 * aug.crop_padding + 1, (n, 2), generator=generator,
-                            device=device)
-    flip = torch.rand(n, generator=generator, device=device) < (0.5 if aug.flip else 0.0)
-    centre = torch.stack([torch.randint(0, height, (n,), generator=generator, device=device),
-                          torch.randint(0, width, (n,), generator=generator, device=device)], 1)
-    cut = torch.rand(n, generator=generator, device=device) < (
-        aug.cutout_prob if aug.cutout_size > 0 else 0.0)
-    return AugmentationDraw(offsets, flip, centre, cut)
+__all__ = ["Augmentation", "AugmentationDraw", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN",
+           "CIFAR100_STD", "DeviceCIFAR", "augment", "draw_augmentation"]
 
 
 def augment(images: Tensor, draw: AugmentationDraw, *, padding: int, cutout_size: int,
@@ -105,8 +49,9 @@ def augment(images: Tensor, draw: AugmentationDraw, *, padding: int, cutout_size
     """Crop, flip, normalise and cut out uint8 NHWC images; returns a float NCHW batch.
 
     ``images``: (N, H, W, C) uint8; ``index``: (B,) the images to take (default:
-    all), gathered in the same kernel as the crop. ``draw``: B decisions. ``scale``, ``shift``: (C,) float with
-    ``x = pixel * scale + shift`` (``scale = 1 / (255 std)``, ``shift = -mean / std``).
+    all), gathered in the same kernel as the crop. ``draw``: B decisions. ``scale``,
+    ``shift``: (C,) float with ``x = pixel * scale + shift``
+    (:func:`benchmarks.data.normalisation`).
     The result is a (B, C, H, W) view of channels-last memory (call
     ``.contiguous()`` for NCHW memory). Every operation is batched: one gather for
     crop + flip, one fused multiply-add, one masked fill; no Python loop over images.
@@ -144,19 +89,6 @@ def augment(images: Tensor, draw: AugmentationDraw, *, padding: int, cutout_size
     return x.permute(0, 3, 1, 2)
 
 
-def _as_nhwc_uint8(images: Tensor | np.ndarray) -> Tensor:
-    images = torch.as_tensor(images)
-    if images.dtype != torch.uint8 or images.dim() != 4:
-        raise ValueError(f"images must be a 4-d uint8 array (N, H, W, C) or (N, C, H, W), "
-                         f"got dtype {images.dtype} and shape {tuple(images.shape)}")
-    if images.shape[-1] in (1, 3):       # NHWC, as torchvision's CIFAR10(...).data
-        return images.contiguous()
-    if images.shape[1] in (1, 3):        # NCHW
-        return images.permute(0, 2, 3, 1).contiguous()
-    raise ValueError(f"cannot tell the channel axis of images with shape {tuple(images.shape)}: "
-                     "expected 1 or 3 channels first (N, C, H, W) or last (N, H, W, C)")
-
-
 class DeviceCIFAR:
     """A CIFAR split on ``device``, served as augmented, normalised float batches.
 
@@ -164,21 +96,25 @@ class DeviceCIFAR:
     ...                     augmentation=Augmentation(), channels_last=True)
     >>> for x, y in train.batches(epoch): ...
 
-    ``shuffle`` (default: on when augmenting) orders each epoch by
-    :func:`benchmarks.data.epoch_permutation`; ``drop_last`` (default: as
-    ``shuffle``) keeps full batches only, as training needs (a batch of one breaks
-    BatchNorm), while evaluation wants every sample. ``channels_last`` returns
-    batches in channels-last memory, which the images' NHWC storage gives for free.
+    ``seed`` orders each epoch by :func:`benchmarks.data.epoch_permutation` (when
+    ``shuffle``, by default on when augmenting); ``augment_seed`` (default ``seed``)
+    draws each epoch's augmentation by :func:`benchmarks.data.epoch_augmentation`.
+    ``drop_last`` (default: as ``shuffle``) keeps full batches only, as training
+    needs (a batch of one breaks BatchNorm), while evaluation wants every sample.
+    ``channels_last`` returns batches in channels-last memory, which the images'
+    NHWC storage gives for free. :meth:`from_dataset` serves an
+    :class:`benchmarks.data.AugmentedImages` split with its own statistics,
+    augmentation and augmentation seed: the same images, from the device.
     """
 
     def __init__(self, images: Tensor | np.ndarray, labels: Tensor | np.ndarray | Sequence[int],
                  *, batch_size: int, mean: Sequence[float] = CIFAR10_MEAN,
                  std: Sequence[float] = CIFAR10_STD, augmentation: Augmentation | None = None,
                  shuffle: bool | None = None, drop_last: bool | None = None, seed: int = 0,
-                 device: torch.device | str = "cpu", channels_last: bool = False,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 augment_seed: int | None = None, device: torch.device | str = "cpu",
+                 channels_last: bool = False, dtype: torch.dtype = torch.float32) -> None:
         self.device = torch.device(device)
-        self.images = _as_nhwc_uint8(images).to(self.device)
+        self.images = as_nhwc_uint8(images).to(self.device)
         self.labels = torch.as_tensor(labels, dtype=torch.int64).to(self.device)
         if len(self.labels) != len(self.images):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
@@ -195,10 +131,23 @@ class DeviceCIFAR:
             raise ValueError(f"{len(self.images)} images make no full batch of {batch_size}: "
                              "lower batch_size or pass drop_last=False")
         self.seed = seed
+        self.augment_seed = seed if augment_seed is None else augment_seed
         self.channels_last = channels_last
-        std_t = torch.tensor(std, dtype=dtype, device=self.device)
-        self.scale = 1.0 / (255.0 * std_t)
-        self.shift = -torch.tensor(mean, dtype=dtype, device=self.device) / std_t
+        self.scale, self.shift = normalisation(mean, std, dtype, self.device)
+
+    @classmethod
+    def from_dataset(cls, dataset: AugmentedImages, *, batch_size: int, seed: int = 0,
+                     device: torch.device | str = "cpu", channels_last: bool = False
+                     ) -> "DeviceCIFAR":
+        """The split of ``dataset`` on ``device``: its images, labels, statistics,
+        augmentation and augmentation seed; ``seed`` orders the epochs (training) or,
+        for a split without augmentation, is unused (evaluation: every sample, in order)."""
+        if not isinstance(dataset, AugmentedImages):
+            raise TypeError(f"DeviceCIFAR.from_dataset needs a benchmarks.data.AugmentedImages, "
+                            f"got {type(dataset).__name__}")
+        return cls(dataset.images, dataset.labels, batch_size=batch_size, mean=dataset.mean,
+                   std=dataset.std, augmentation=dataset.augmentation, seed=seed,
+                   augment_seed=dataset.seed, device=device, channels_last=channels_last)
 
     def __len__(self) -> int:
         """The number of batches per epoch."""
@@ -212,30 +161,30 @@ class DeviceCIFAR:
         return epoch_permutation(len(self.images), self.seed, epoch).to(self.device)
 
     def draw(self, epoch: int) -> AugmentationDraw:
-        """The augmentation of every position of ``epoch``'s order."""
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(derive_seed(self.seed, epoch, "device-augment"))
+        """The augmentation of every sample in ``epoch``, indexed by sample index, on the device."""
         _, height, width, _ = self.images.shape
-        return draw_augmentation(len(self.images), self.augmentation, height, width, generator)
+        return epoch_augmentation(len(self.images), self.augmentation, height, width,
+                                  self.augment_seed, epoch).to(self.device)
 
-    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-        """Yield ``(inputs, labels)`` for batches ``start, start + 1, ...`` of ``epoch``.
+    def batches(self, epoch: int = 0, start: int = 0, stop: int | None = None
+                ) -> Iterator[tuple[Tensor, Tensor]]:
+        """Yield ``(inputs, labels)`` for batches ``start, ..., stop - 1`` of ``epoch``.
 
         ``inputs``: (B, C, H, W) float, normalised, augmented; ``labels``: (B,) int64.
-        All randomness of the epoch is drawn before the first batch (a handful of
-        kernels), so ``start`` skips batches without changing the ones it yields.
+        ``stop`` defaults to ``len(self)``. All randomness of the epoch is drawn before
+        the first batch, so ``start`` skips batches without changing the ones it yields.
         """
+        stop = len(self) if stop is None else min(stop, len(self))
         order = self.order(epoch)
         draw = self.draw(epoch) if not self.augmentation.is_identity else None
         aug = self.augmentation
-        for k in range(start, len(self)):
-            positions = slice(k * self.batch_size, (k + 1) * self.batch_size)
-            index = order[positions]
+        for k in range(start, stop):
+            index = order[k * self.batch_size:(k + 1) * self.batch_size]
             if draw is None:
                 pixels = self.images[index].to(self.scale.dtype)
                 x = (pixels * self.scale + self.shift).permute(0, 3, 1, 2)
             else:
-                x = augment(self.images, draw[positions], padding=aug.crop_padding,
+                x = augment(self.images, draw[index], padding=aug.crop_padding,
                             cutout_size=aug.cutout_size, scale=self.scale, shift=self.shift,
                             index=index)
             if not self.channels_last:

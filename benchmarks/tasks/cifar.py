@@ -4,8 +4,12 @@ Data lives in ``data_dir/cifar-10-batches-py`` or ``data_dir/cifar-100-python`` 
 extracted official archives); it is downloaded only with ``--download``. Training
 augmentation, as the official VaSSO code: RandomCrop(32, padding=4),
 RandomHorizontalFlip, ToTensor, Normalize(CIFAR mean/std), then Cutout 16x16 with
-probability ``cutout_prob``. Each sample is augmented under its own seed
-(``benchmarks.data.SeededAugment``), so runs resume bit-exactly.
+probability ``cutout_prob`` (:class:`benchmarks.data.Augmentation`). Both splits are
+:class:`benchmarks.data.AugmentedImages`: the DataLoader path applies each sample's
+drawn augmentation with torchvision's functional transforms, and the fast path
+(``--fast``, ``benchmarks.fast.DeviceCIFAR.from_dataset``) applies the very same
+draws on the device. The draws are pure functions of (seed, epoch), so runs resume
+bit-exactly.
 """
 
 from __future__ import annotations
@@ -13,15 +17,12 @@ from __future__ import annotations
 import pathlib
 
 import torch
-from torchvision import datasets, transforms
+from torchvision import datasets
 
 from ..config import ConfigError, TrainConfig
-from ..data import Cutout, IndexedTensors, SeededAugment
+from ..data import (CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, Augmentation,
+                    AugmentedImages)
 from .base import Task, TaskData, data_seed, noisy_labels
-
-# Channel statistics of the training sets (the values the CIFAR literature uses).
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 
 
 def _presence_only(cls: type) -> type:
@@ -69,16 +70,10 @@ class CifarTask(Task):
             raise ConfigError(f"{cfg.dataset} could not be loaded into {root}: {err}. Download "
                               f"{cls.url} by hand and extract it there.") from err
         labels, record = noisy_labels(cfg, torch.tensor(train.targets), num_classes)
-        train.targets = labels.tolist()
-
-        normalize = [transforms.ToTensor(), transforms.Normalize(mean, std)]
-        augment = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
-                   *normalize]
-        if cfg.cutout_prob > 0:
-            augment.append(Cutout(16, p=cfg.cutout_prob))
-        # The test set is normalised once, up front: evaluation then reads tensors.
-        test_x = torch.stack([transforms.Compose(normalize)(image) for image, _ in test])
+        augmentation = Augmentation(crop_padding=4, flip=True, cutout_size=16,
+                                    cutout_prob=cfg.cutout_prob)
         return TaskData(
-            train=SeededAugment(train, transforms.Compose(augment), data_seed(cfg, "augment")),
-            test=IndexedTensors(test_x, torch.tensor(test.targets, dtype=torch.int64)),
+            train=AugmentedImages(train.data, labels, mean=mean, std=std,
+                                  augmentation=augmentation, seed=data_seed(cfg, "augment")),
+            test=AugmentedImages(test.data, test.targets, mean=mean, std=std),
             num_classes=num_classes, record=record)
