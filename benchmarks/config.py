@@ -11,8 +11,9 @@ validated when it is built: bad input raises :class:`ConfigError` (a ``ValueErro
 naming the field, the value and what would be valid; the CLI turns it into exit code 2.
 
 A *cell* is the set of fields that decide what is computed (everything but where
-things live and how they are shown, :data:`LOCATION_FIELDS`); ``cell_id`` hashes it,
-so the same cell always maps to the same run directory.
+things live, how they are shown and which code path computes them,
+:data:`LOCATION_FIELDS`); ``cell_id`` hashes it, so the same cell always maps to the
+same run directory.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ PRECISIONS = ("fp32", "bf16")
 BN_STATS = ("first", "both")
 DEVICES = ("auto", "cpu", "cuda")
 PROGRESS = ("auto", "bar", "log", "none")
+FAST = ("auto", "on", "off")
 ASAM_SCALES = ("weights", "all")
 
 # What each task can train, and its defaults for the task-dependent fields.
@@ -61,9 +63,13 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
                   epochs=200, batch_size=128, cutout_prob=1.0),
 }
 TASKS = tuple(TASK_DEFAULTS)
+# Tasks with a fast path (benchmarks/fast/: data on the device, the step in a CUDA graph).
+FAST_TASKS = ("cifar",)
 
-# Fields that say where things live and how they are shown; they are not part of a cell.
-LOCATION_FIELDS = ("data_dir", "runs_dir", "device", "download", "progress", "num_workers")
+# Fields that say where things live, how they are shown and which code path runs the
+# cell; they are not part of a cell (a cell's results must not depend on them).
+LOCATION_FIELDS = ("data_dir", "runs_dir", "device", "download", "progress", "num_workers",
+                   "fast")
 
 
 def _default_data_dir() -> str:
@@ -125,6 +131,9 @@ class TrainConfig:
     progress: str = _opt("progress display: auto = a bar on a TTY, log lines otherwise", PROGRESS,
                          default="auto")
     num_workers: int = _opt("DataLoader worker processes (in-memory tasks use none)", default=4)
+    fast: str = _opt("the fast path (data augmented on the device, the step in a CUDA graph): "
+                     "auto = on for cifar on CUDA; on = also on the CPU (eager); "
+                     "only the cifar task has one", FAST, default="auto")
 
     def __post_init__(self) -> None:
         if self.task not in TASK_DEFAULTS:
@@ -187,6 +196,9 @@ class TrainConfig:
             raise bad("warmup_epochs", f"must not exceed --epochs={self.epochs}")
         if self.num_workers < 0:
             raise bad("num_workers", "must be >= 0")
+        if self.fast == "on" and self.task not in FAST_TASKS:
+            raise bad("fast", f"only the {', '.join(FAST_TASKS)} task has a fast path; "
+                      "use auto or off")
         if self.seed < 0:
             raise bad("seed", "the seed index must be >= 0")
         if not self.experiment or "/" in self.experiment or self.experiment.startswith("."):

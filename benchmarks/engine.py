@@ -6,11 +6,25 @@ evaluating after every epoch (``eval_every``) and checkpointing after every
 epoch. Everything the run produces goes to its run directory
 (``benchmarks.rundir``).
 
-The step. Every optimizer is driven through one closure that runs forward and
-backward and returns the loss. A sharpness-aware method zeroes the gradients and
-calls it at w and at w + e (``loss = opt.step(closure)``); the base optimizer
-alone is ``zero_grad(); closure(); step()``. Training loss and accuracy come from the first (clean) pass and
-are summed on the device: the loop never calls ``.item()`` per step.
+The step. Every optimizer is driven by ``benchmarks.fast.TrainStep``: one closure
+runs forward and backward and returns the loss; a sharpness-aware method calls it
+at w and at w + e (``loss = opt.step(closure)``), the base optimizer once. Training
+loss and accuracy come from the first (clean) pass and are summed on the device:
+the loop never calls ``.item()`` per step.
+
+Two paths compute the same cell (``--fast``, not part of the cell):
+
+* the DataLoader path (``--fast off``; the default except for CIFAR on CUDA):
+  the task's datasets through a DataLoader, torch's default (foreach) SGD, a Python
+  float learning rate, the step run eagerly;
+* the fast path (``--fast on``; ``auto`` picks it for CIFAR on CUDA): the splits
+  held on the device (``DeviceCIFAR.from_dataset``), a channels-last model (CUDA), a fused
+  base optimizer reading its learning rate from a device tensor, and on CUDA the
+  step replayed from a CUDA graph (eagerly elsewhere, or when recording is blocked,
+  e.g. by ``--ascent-every`` > 1, with a warning).
+
+Both draw the same batches and the same augmentation (``benchmarks.data``), so
+their losses and weights agree up to floating-point rounding (tested on CPU).
 
 Restarts. A directory with result.json is done: ``train`` returns it at once. A
 directory with checkpoint.pt resumes from it, always, bit-exactly on CPU: the
@@ -33,7 +47,7 @@ import signal
 import threading
 import time
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -41,8 +55,9 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
-from .config import ConfigError, TrainConfig, cell_id, run_dir
+from .config import FAST_TASKS, ConfigError, TrainConfig, cell_id, run_dir
 from .data import epoch_batches
+from .fast import DeviceCIFAR, TrainStep, use_tensor_lr
 from .progress import Progress
 from .rundir import RunDir
 from .tasks import Task, TaskData, get_task
@@ -74,16 +89,29 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_optimizer(cfg: TrainConfig, model: nn.Module
+def use_fast_path(cfg: TrainConfig, device: torch.device) -> bool:
+    """``--fast``: ``auto`` is on for the tasks that have a fast path, on CUDA only."""
+    if cfg.fast == "auto":
+        return cfg.task in FAST_TASKS and device.type == "cuda"
+    return cfg.fast == "on"
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module, fused: bool = False
                     ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
     """``(optimizer, base)``: the base optimizer, wrapped by ``vasso`` unless
-    ``cfg.optimizer == "sgd"`` (then both are the base). Schedulers drive ``base``."""
+    ``cfg.optimizer == "sgd"`` (then both are the base). Schedulers drive ``base``.
+
+    ``fused``: the base optimizer's fused implementation (the fast path: it reads a
+    tensor learning rate without a host sync, which a CUDA graph needs).
+    """
+    impl = {"fused": True} if fused else {}
     if cfg.base == "sgd":
         base: torch.optim.Optimizer = torch.optim.SGD(
             model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, **impl)
     else:
-        base = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        base = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                 **impl)
     if cfg.optimizer == "sgd":
         return base, base
     import vasso
@@ -118,6 +146,26 @@ def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
+
+
+# Param-group keys that choose an implementation, not a hyperparameter: a checkpoint
+# written by one path must not switch the other path's optimizer implementation.
+IMPLEMENTATION_KEYS = ("foreach", "fused", "capturable", "differentiable")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, base: torch.optim.Optimizer,
+                         state: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(state)``, keeping the implementation flags of ``base``.
+
+    ``load_state_dict`` takes every param-group entry from the checkpoint, ``fused``
+    included; a run preempted on one path and resumed on the other (``--fast`` is not
+    part of the cell) keeps the implementation its own path built.
+    """
+    flags = [{k: group[k] for k in IMPLEMENTATION_KEYS if k in group}
+             for group in base.param_groups]
+    optimizer.load_state_dict(state)
+    for group, saved in zip(base.param_groups, flags):
+        group.update(saved)
 
 
 def steps_per_epoch(cfg: TrainConfig, num_train: int) -> int:
@@ -215,14 +263,32 @@ class Trainer:
         self.rundir, self.stop = rundir, stop
         self.steps_per_epoch = steps_per_epoch(cfg, len(data.train))
 
+        self.fast = use_fast_path(cfg, device)
+        # Channels-last feeds tensor-core convolutions on CUDA; on a CPU it would only
+        # change the kernels' rounding, so the CPU form keeps the DataLoader path's layout.
+        self.channels_last = self.fast and device.type == "cuda"
+
         torch.manual_seed(data_seed(cfg, "init"))  # same weights for every optimizer
         self.model = task.build_model(cfg, data.num_classes).to(device)
-        self.optimizer, self.base = build_optimizer(cfg, self.model)
-        self.sharpness_aware = self.optimizer is not self.base
+        if self.channels_last:  # DeviceCIFAR's NHWC images give channels-last batches for free
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer, self.base = build_optimizer(cfg, self.model, fused=self.fast)
         self.scheduler = LambdaLR(self.base, lr_factor(cfg, self.steps_per_epoch))
+        if self.fast:
+            # After the scheduler is built: its base rates stay Python floats, so each
+            # scheduler step is one fill_ of the LR tensor with a host number (no
+            # device arithmetic, no sync) and checkpoints hold plain floats.
+            use_tensor_lr(self.base)
         self.criterion = task.criterion(cfg)
-        self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
-                         if cfg.precision == "bf16" else nullcontext())
+        bf16 = cfg.precision == "bf16"
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+        if self.fast:
+            self.device_train = DeviceCIFAR.from_dataset(
+                data.train, batch_size=cfg.batch_size, seed=data_seed(cfg, "batches"),
+                device=device, channels_last=self.channels_last)
+            self.device_test = DeviceCIFAR.from_dataset(
+                data.test, batch_size=self.eval_batch_size, device=device,
+                channels_last=self.channels_last)
         seed_everything(data_seed(cfg, "train"))
         self.pos = Position()
         # Summed first-pass loss and hits of the epoch, on the device (read once per epoch).
@@ -234,6 +300,15 @@ class Trainer:
             self._resume()
         else:  # a run killed before its first checkpoint may have left a metrics line
             rundir.truncate_metrics(0)
+        # Built after _resume, which may replace the LR tensors: a recorded graph reads
+        # the tensors that exist when it is recorded (after the warm-up steps).
+        self.step = TrainStep(self.model, self.optimizer, self.criterion,
+                              mode="auto" if self.fast else "eager",
+                              autocast_dtype=torch.bfloat16 if bf16 else None)
+
+    @property
+    def eval_batch_size(self) -> int:
+        return max(256, self.cfg.batch_size)
 
     # -- checkpoint -----------------------------------------------------------------
     def _checkpoint(self) -> None:
@@ -251,10 +326,15 @@ class Trainer:
             raise RuntimeError(f"{self.rundir.file('checkpoint.pt')} is not a checkpoint of this "
                                f"cell (format {ckpt.get('format')}, cell {ckpt.get('cell_id')})")
         self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        load_optimizer_state(self.optimizer, self.base, ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        # The checkpoint's param groups brought back the LR of whichever path wrote it
+        # (a float, or a tensor mapped to the CPU); set this path's kind from the
+        # scheduler. Replacing the tensors is safe here: no graph is recorded yet.
         for group, lr in zip(self.base.param_groups, self.scheduler.get_last_lr()):
-            group["lr"] = lr
+            group["lr"] = float(lr)
+        if self.fast:
+            use_tensor_lr(self.base, self.device)
         self.pos = Position(**ckpt["position"])
         self.sums = ckpt["train_sums"].to(self.device)
         set_rng_state(ckpt["rng"])
@@ -271,37 +351,38 @@ class Trainer:
         if step >= 0:
             raise NonFiniteLoss(step, float(self.bad_loss))
 
-    def _train_loader(self, epoch: int, start: int) -> DataLoader:
+    def _train_batches(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches ``start..steps_per_epoch-1`` of ``epoch``, on the device, from either path."""
+        if self.fast:
+            yield from self.device_train.batches(epoch, start, stop=self.steps_per_epoch)
+            return
         cfg = self.cfg
         batches = epoch_batches(len(self.data.train), cfg.batch_size, data_seed(cfg, "batches"),
                                 epoch, start, self.steps_per_epoch)
         workers = 0 if self.data.in_memory else cfg.num_workers
-        return DataLoader(self.data.train, batch_sampler=batches, num_workers=workers,
-                          pin_memory=self.device.type == "cuda",
-                          worker_init_fn=ignore_stop_signals if workers else None,
-                          generator=torch.Generator().manual_seed(data_seed(cfg, "loader") + epoch))
+        loader = DataLoader(self.data.train, batch_sampler=batches, num_workers=workers,
+                            pin_memory=self.device.type == "cuda",
+                            worker_init_fn=ignore_stop_signals if workers else None,
+                            generator=torch.Generator().manual_seed(data_seed(cfg, "loader") + epoch))
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def _test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The whole test split, in order, on the device."""
+        if self.fast:
+            yield from self.device_test.batches()
+            return
+        n, size = len(self.data.test), self.eval_batch_size
+        batches = [[(i, 0) for i in range(s, min(s + size, n))] for s in range(0, n, size)]
+        for x, y in DataLoader(self.data.test, batch_sampler=batches):
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        first_output: list[torch.Tensor] = []
-
-        def closure() -> torch.Tensor:  # the optimizer zeroes the gradients before each call
-            with torch.enable_grad(), self.autocast:
-                output = self.model(x)
-                loss = self.criterion(output, y)
-            loss.backward()
-            if not first_output:  # metrics come from the clean first pass
-                first_output.append(output.detach())
-            return loss
-
-        if self.sharpness_aware:
-            loss = self.optimizer.step(closure)
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = closure()
-            self.optimizer.step()
-        loss = loss.detach().float()
+        loss, output = self.step(x, y)
+        # In graph mode ``loss`` and ``output`` are the graph's buffers, overwritten by
+        # the next replay: everything that reads them is enqueued here, before it.
         self.sums += torch.stack([loss.double() * y.shape[0],
-                                  self.task.count_correct(first_output[0], y).double()])
+                                  self.task.count_correct(output, y).double()])
         self.pos.seen_in_epoch += y.shape[0]
         newly_bad = (self.bad_step < 0) & ~torch.isfinite(loss)
         self.bad_step = torch.where(newly_bad, self.pos.step, self.bad_step)
@@ -312,11 +393,8 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         self.model.eval()
         n = len(self.data.test)
-        size = max(256, self.cfg.batch_size)
-        batches = [[(i, 0) for i in range(s, min(s + size, n))] for s in range(0, n, size)]
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)
-        for x, y in DataLoader(self.data.test, batch_sampler=batches):
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        for x, y in self._test_batches():
             with self.autocast:
                 output = self.model(x)
             sums += torch.stack([self.task.eval_loss(output, y).double(),
@@ -343,13 +421,13 @@ class Trainer:
                     self._preempt()
                 self.model.train()
                 progress.start_epoch(pos.epoch, pos.step_in_epoch)
-                for x, y in self._train_loader(pos.epoch, pos.step_in_epoch):
-                    x = x.to(self.device, non_blocking=True)
-                    y = y.to(self.device, non_blocking=True)
+                for x, y in self._train_batches(pos.epoch, pos.step_in_epoch):
                     loss = self._train_step(x, y)
                     self.scheduler.step()
                     pos.step_in_epoch += 1
                     pos.step += 1
+                    # The LR is a device tensor on the fast path: Progress formats it
+                    # (a host read) only on the steps it prints, as it does the loss.
                     progress.step(pos.step_in_epoch, loss, self.base.param_groups[0]["lr"])
                     if pos.step_in_epoch % check_every == 0:
                         self._check_finite()
@@ -365,7 +443,7 @@ class Trainer:
         self._check_finite()
         loss_sum, correct = self.sums.tolist()
         n = pos.seen_in_epoch
-        lr = self.base.param_groups[0]["lr"]
+        lr = float(self.base.param_groups[0]["lr"])  # a device tensor on the fast path
         pos.epoch += 1
         pos.step_in_epoch = pos.seen_in_epoch = 0
         self.sums.zero_()

@@ -137,7 +137,7 @@ def test_init_and_batches_shared_across_optimizers_not_seeds(tmp_path):
     other_seed = _trainer(tiny(tmp_path, seed=1))
 
     def first_batch(t):
-        return next(iter(t._train_loader(epoch=0, start=0)))
+        return next(t._train_batches(epoch=0, start=0))
 
     for a, b in zip(sgd.model.state_dict().values(), vasso.model.state_dict().values()):
         assert torch.equal(a, b)
