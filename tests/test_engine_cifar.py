@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from benchmarks.config import TrainConfig, run_dir
-from benchmarks.data import label_digest
+from benchmarks.data import CIFAR100_MEAN, CIFAR100_STD, label_digest
 from benchmarks.engine import train
 from benchmarks.tasks import get_task
-from benchmarks.tasks.cifar import CIFAR10, CIFAR100, CIFAR100_MEAN, CIFAR100_STD
+from benchmarks.tasks.cifar import CIFAR10, CIFAR100
 from bench_fixtures import read_metrics, write_cifar10, write_cifar100
 
 RUN_FILES = {"config.json", "meta.json", "metrics.jsonl", "checkpoint.pt", "result.json"}
