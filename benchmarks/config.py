@@ -63,6 +63,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
                   epochs=200, batch_size=128, cutout_prob=1.0),
 }
 TASKS = tuple(TASK_DEFAULTS)
+# The default radius of each method (vasso's class defaults): ASAM's useful rho is
+# about ten times SAM's. Plain SGD ignores rho; it gets SAM's so its cells never split.
+METHOD_RHO: dict[str, float] = {"sgd": 0.05, "sam": 0.05, "asam": 0.5, "gsam": 0.05, "vasso": 0.05}
 # Tasks with a fast path (benchmarks/fast/: data on the device, the step in a CUDA graph).
 FAST_TASKS = ("cifar",)
 
@@ -97,7 +100,8 @@ class TrainConfig:
     # The optimizer.
     optimizer: str = _opt("optimizer; 'sgd' means the base optimizer alone", OPTIMIZERS, default="sgd")
     base: str = _opt("base optimizer wrapped by the sharpness-aware methods", BASE_OPTIMIZERS, default="sgd")
-    rho: float = _opt("perturbation radius (rho_max for GSAM)", default=0.05)
+    rho: float | None = _opt("perturbation radius, rho_max for GSAM (default: per method, "
+                             "0.5 for ASAM, 0.05 otherwise)", default=None)
     theta: float = _opt("VaSSO averaging weight theta in (0, 1]; 1 is SAM", default=0.9)
     eta: float = _opt("ASAM's eta in T_w = |w| + eta", default=0.01)
     asam_scale: str = _opt("tensors ASAM scales: 'weights' (official) or 'all'", ASAM_SCALES, default="weights")
@@ -141,6 +145,8 @@ class TrainConfig:
         for name, value in TASK_DEFAULTS[self.task].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
+        if self.rho is None:  # an unknown optimizer is reported by _validate
+            object.__setattr__(self, "rho", METHOD_RHO.get(self.optimizer, METHOD_RHO["sam"]))
         self._coerce_types()
         self._validate()
 

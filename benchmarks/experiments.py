@@ -22,7 +22,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from benchmarks.config import TrainConfig
+from benchmarks.config import METHOD_RHO, TrainConfig
 
 __all__ = ["Experiment", "EXPERIMENTS", "get", "grid", "method_settings", "OPTIMIZERS"]
 
@@ -83,9 +83,11 @@ def method_settings(point: Mapping[str, Any]) -> dict[str, Any]:
     the config's defaults and never split otherwise equal cells.
     """
     optimizer = point["optimizer"]
-    rho = point.get("rho", _default("rho"))
+    rho = point.get("rho")
+    if rho is None:
+        rho = METHOD_RHO["sam"]
     if optimizer == "sgd":
-        return {"rho": _default("rho"), "theta": _default("theta")}
+        return {"rho": METHOD_RHO["sgd"], "theta": _default("theta")}
     if optimizer == "sam":
         return {"rho": rho, "theta": _default("theta")}
     if optimizer == "asam":

@@ -150,3 +150,14 @@ def test_help_from_the_command_line():
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0
     assert "--label-noise" in out and "Exit codes" in out
+
+
+def test_rho_defaults_to_the_methods_own_radius():
+    # ASAM's useful radius is about ten times SAM's: `--optimizer asam` alone must not get SAM's.
+    assert TrainConfig(task="digits", optimizer="asam").rho == 0.5
+    for optimizer in ("sgd", "sam", "gsam", "vasso"):
+        assert TrainConfig(task="digits", optimizer=optimizer).rho == 0.05
+    assert TrainConfig(task="digits", optimizer="asam", rho=0.1).rho == 0.1
+    # Resolved before hashing: leaving rho out and passing its default are one cell.
+    assert cell_id(TrainConfig(task="digits", optimizer="asam")) == cell_id(
+        TrainConfig(task="digits", optimizer="asam", rho=0.5))
