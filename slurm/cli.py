@@ -211,8 +211,9 @@ def _launch(args, want) -> int:
     _check_resource_args(args)
     executor = _executor(args)
     experiment, cells = _select(args)
-    queue = sweep.scheduler_queue() if executor == "slurm" else None
-    statuses = sweep.cell_states(cells, experiment.name, queue)
+    # Ask the scheduler whatever the executor: a cell that a Slurm job holds
+    # must not be started a second time by a local or debug launch.
+    statuses = sweep.cell_states(cells, experiment.name, sweep.scheduler_queue())
     chosen = [s for s in statuses if want(s)]
     counts = sweep.count_states(statuses)
     skipped = ", ".join(f"{n} {state}" for state, n in counts.items() if n and state in (DONE, FAILED, *ACTIVE))

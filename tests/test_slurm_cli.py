@@ -204,3 +204,19 @@ def test_an_engine_that_dies_silently_leaves_a_failed_cell(fake_engine):
         CellJob([str(fake_engine), "crash"], str(fake_engine / "cell"), poll_s=0.05)()
     error = json.loads((fake_engine / "cell" / "error.json").read_text())
     assert error["exit_code"] == 3 and error["written_by"] == "slurm"
+
+
+def test_local_launch_leaves_alone_cells_that_a_slurm_job_holds(capsys, tmp_path, monkeypatch):
+    """A cell queued on Slurm is held whatever executor the next launch uses:
+    launching it locally too would train it twice in one run directory."""
+    from benchmarks.config import cell_id
+    from benchmarks.experiments import get
+
+    cells = sweep.relocate(get("demo").cells, str(tmp_path), None)
+    held = {cell_id(c): f"77_{i}" for i, c in enumerate(cells)}
+    sweep.record_jobs(sweep.sweep_dir(cells, "demo"), "slurm", held)
+    monkeypatch.setattr(sweep, "scheduler_queue", lambda: {job: "PENDING" for job in held.values()})
+    for executor in ("local", "debug"):
+        code, out, _ = run_cli(capsys, "launch", "demo", "--executor", executor, "--runs-dir", str(tmp_path))
+        assert code == 0 and "nothing to launch (15 pending)" in out, out
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [".sweep"], "a held cell was started"
