@@ -486,21 +486,25 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     rundir.check_config(cfg)
     task = get_task(cfg.task)
     device = resolve_device(cfg.device)
-    data = task.load_data(cfg)
-    steps_per_epoch(cfg, len(data.train))  # a batch larger than the data is bad input
-    if cfg.optimizer != "sgd":
-        try:
-            import vasso  # noqa: F401
-        except ImportError as err:
-            raise ConfigError(f"--optimizer={cfg.optimizer} needs the vasso package: {err}") from err
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-    rundir.begin(cfg, device, data.record)
+    # One try from loading on: a ConfigError (missing data, a batch larger than the
+    # data) is bad input and writes nothing; any other failure, a corrupt data file
+    # included, is a failure and leaves error.json, as exit code 1 promises.
     try:
+        data = task.load_data(cfg)
+        steps_per_epoch(cfg, len(data.train))  # a batch larger than the data is bad input
+        if cfg.optimizer != "sgd":
+            try:
+                import vasso  # noqa: F401
+            except ImportError as err:
+                raise ConfigError(f"--optimizer={cfg.optimizer} needs the vasso package: "
+                                  f"{err}") from err
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+        rundir.begin(cfg, device, data.record)
         with StopSignals() as stop:
             return Trainer(cfg, task, data, device, rundir, stop).run()
-    except Preempted:
+    except (ConfigError, Preempted):
         raise
     except NonFiniteLoss as err:
         rundir.write_error(err, step=err.step, loss=err.loss)

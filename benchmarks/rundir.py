@@ -185,6 +185,8 @@ class RunDir:
         atomic_write_json(self.file(RESULT), result)
 
     def write_error(self, err: BaseException, **extra: Any) -> None:
+        """error.json; the directory is created if the run failed before it began."""
+        self.path.mkdir(parents=True, exist_ok=True)
         tail = "".join(traceback.format_exception(type(err), err, err.__traceback__))[-4000:]
         atomic_write_json(self.file(ERROR), {"type": type(err).__name__, "message": str(err),
                                              "traceback": tail, "time": now(), **extra})

@@ -185,3 +185,19 @@ def test_metrics_left_without_a_checkpoint_are_dropped(tmp_path):
     train(cfg)
     assert [m["split"] for m in read_metrics(run)] == ["train", "test"]
     assert not any("stale" in m for m in read_metrics(run))
+
+
+def test_a_failure_while_loading_data_writes_error_json(tmp_path, monkeypatch):
+    # A corrupt data file is a failure (exit 1, error.json), not bad input: the
+    # launcher's retry must find it like any other failed cell.
+    import pickle
+
+    def corrupt(cfg):
+        raise pickle.UnpicklingError("pickle data was truncated")
+
+    monkeypatch.setattr(get_task("digits"), "load_data", corrupt)
+    cfg = tiny(tmp_path)
+    assert main(to_argv(cfg)) == 1
+    error = json.loads((run_dir(cfg) / "error.json").read_text())
+    assert error["type"] == "UnpicklingError" and "truncated" in error["message"]
+    assert not (run_dir(cfg) / "result.json").exists()
