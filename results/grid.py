@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .reference import ReferenceTable, ReferenceValue
-from .runs import METRICS, Problem, Run, live_slurm_jobs, load_run
+from .runs import METRICS, Problem, Run, live_slurm_jobs, load_run, read_job_ledger
 
 SEED_FIELD = "seed"
 
@@ -174,13 +174,15 @@ def collect(
     values (default: results/reference/paper.csv). `slurm_jobs`: {job id:
     state} of the scheduler's queue (default: ask `squeue` once, when there is one).
     """
-    from benchmarks.config import cell_fields, run_dir  # the engine's naming of run directories
+    from benchmarks.config import cell_fields, cell_id, run_dir  # the engine's naming of run directories
 
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     root = resolve_runs_dir(runs_dir)
     references = references if references is not None else ReferenceTable.load()
     slurm_jobs = live_slurm_jobs() if slurm_jobs is None else slurm_jobs
+    # Submitted but not yet started, a Slurm cell is known only to slurm/'s ledger.
+    submitted = read_job_ledger(root / experiment.name / ".sweep" / "jobs.jsonl") if slurm_jobs else {}
 
     groups: dict[str, Group] = {}
     seen: set[Path] = set()
@@ -197,7 +199,7 @@ def collect(
         key = json.dumps(shared, sort_keys=True)
         if key not in groups:
             groups[key] = Group(cfg=cfg, fields=shared)
-        groups[key].runs.append(load_run(cfg, path, fields, metric, slurm_jobs))
+        groups[key].runs.append(load_run(cfg, path, fields, metric, slurm_jobs, submitted.get(cell_id(cfg))))
 
     ordered = list(groups.values())
     for group in ordered:

@@ -11,8 +11,10 @@ States (the same words `slurm/` uses, see docs/CONTRACTS.md):
     done      result.json holds a finite test accuracy for the chosen metric
     failed    error.json, no result.json, no live holder
     running   a live job holds the directory (a `.running` lock with a live pid,
-              or the last Slurm job of meta.json, which `squeue` lists as running)
-    pending   held, not started yet (the lock says "pending", or Slurm queues the job)
+              or a Slurm job that `squeue` lists as running: the last one of
+              meta.json, or the last one the sweep's ledger submitted for the cell)
+    pending   held, not started yet (the lock says "pending", or Slurm queues the job;
+              a queued job has written nothing yet, so only the ledger knows it)
     stopped   started (config.json or a checkpoint), neither finished nor held
     missing   never launched (no directory, or an empty one)
     invalid   a file that should decide the state is unreadable, or config.json
@@ -173,20 +175,46 @@ def live_slurm_jobs() -> dict[str, str]:
     return jobs
 
 
-def _holder_state(path: Path, slurm_jobs: Mapping[str, str]) -> str | None:
-    """"running" or "pending" while a live local process or Slurm job holds `path`, else None."""
+def read_job_ledger(path: Path) -> dict[str, str]:
+    """{cell id: Slurm job id} of the last submission per cell in `path` (the
+    `.sweep/jobs.jsonl` that `python -m slurm launch` appends to); empty when absent.
+
+    Lines are JSON objects {"cell", "job_id", "executor", ...}; a line cut by a
+    crash, and local runs (their "job" is a pid), are skipped.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    jobs = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and entry.get("executor") == "slurm" and "cell" in entry:
+            jobs[str(entry["cell"])] = str(entry.get("job_id"))
+    return jobs
+
+
+def _holder_state(path: Path, slurm_jobs: Mapping[str, str], submitted: str | None) -> str | None:
+    """"running" or "pending" while a live local process or Slurm job holds `path`, else None.
+
+    `submitted`: the last Slurm job the sweep's ledger submitted for this cell.
+    """
     state = _lock_state(path)
     if state is not None or not slurm_jobs:
         return state
     meta, _ = read_json(path / "meta.json")
     job_ids = meta.get("slurm_job_ids") if isinstance(meta, dict) else None
-    if not (isinstance(job_ids, list) and job_ids):
+    # The last id of meta.json is the job that worked on the cell most recently;
+    # the ledger's may be newer still, queued and not yet started.
+    candidates = [str(job_ids[-1])] if isinstance(job_ids, list) and job_ids else []
+    candidates += [submitted] if submitted else []
+    scheduled = [slurm_jobs[job] for job in candidates if job in slurm_jobs]
+    if not scheduled:
         return None
-    # The last id is the job that worked on the cell most recently.
-    scheduled = slurm_jobs.get(str(job_ids[-1]))
-    if scheduled is None:
-        return None
-    return "running" if scheduled in ("RUNNING", "COMPLETING") else "pending"
+    return "running" if any(s in ("RUNNING", "COMPLETING") for s in scheduled) else "pending"
 
 
 def _error_summary(error: Any) -> str:
@@ -215,16 +243,16 @@ def load_run(
     expected_fields: dict[str, Any],
     metric: str = "final",
     slurm_jobs: Mapping[str, str] | None = None,
+    submitted: str | None = None,
 ) -> Run:
     """Classify the run directory `path` that should hold the cell `cfg` (fields `expected_fields`).
 
     The order follows `slurm/`'s: a result decides; then a live holder (a
     retried cell still has its old error.json until the engine clears it);
     then error.json; then any trace of a start. `slurm_jobs`: {job id: state}
-    from `live_slurm_jobs()`.
+    from `live_slurm_jobs()`; `submitted`: the cell's last Slurm job in the
+    sweep's ledger (`read_job_ledger`).
     """
-    if not path.is_dir():
-        return Run(cfg, path, "missing")
     if (path / "result.json").exists():
         problem = _checked_config(path, expected_fields)
         if problem is not None:
@@ -238,9 +266,11 @@ def load_run(
             return Run(cfg, path, "invalid", problems=[Problem(path / "result.json", message)])
         return Run(cfg, path, "done", accuracy=accuracy)
 
-    holder = _holder_state(path, slurm_jobs or {})
+    holder = _holder_state(path, slurm_jobs or {}, submitted)
     if holder is not None:  # a queued cell may not have written config.json yet
         return Run(cfg, path, holder)
+    if not path.is_dir():
+        return Run(cfg, path, "missing")
     started = (path / "config.json").exists()
     if started:
         problem = _checked_config(path, expected_fields)

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from benchmarks.config import run_dir
+from benchmarks.config import cell_id, run_dir
 from benchmarks.experiments import Experiment
 from results.grid import collect, extended_labels
 from results.render import markdown
@@ -162,3 +162,21 @@ def test_bad_layout_field_names_the_fix(tmp_path):
     experiment = Experiment("robust", "r", tuple(cells), columns=("modle",))
     with pytest.raises(ValueError, match="'modle'.*benchmarks/experiments.py"):
         collect(experiment, runs_dir=tmp_path, slurm_jobs=NO_SLURM)
+
+
+def test_a_cell_queued_on_slurm_is_pending_before_its_job_starts(tmp_path):
+    """`python -m slurm launch` records each submission in <runs>/<experiment>/.sweep/jobs.jsonl;
+    until the job starts, nothing is in the run directory, yet the cell is held, as slurm/ says."""
+    queued, retried, local = three_seeds(tmp_path)
+    failed = write_config(retried)  # failed once, then `slurm retry` queued it again
+    (failed / "error.json").write_text(json.dumps({"type": "RuntimeError", "message": "old"}))
+    (failed / "meta.json").write_text(json.dumps({"slurm_job_ids": ["41_1"]}))
+    ledger = tmp_path / "robust" / ".sweep" / "jobs.jsonl"
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    entries = [(queued, "50_0", "slurm"), (retried, "41_1", "slurm"), (retried, "60_0", "slurm"),
+               (local, "4242", "local")]  # a local runner's pid is not a Slurm job
+    ledger.write_text("".join(json.dumps({"cell": cell_id(c), "job_id": j, "executor": e}) + "\n"
+                              for c, j, e in entries) + '{"cell": "cut')
+    grid = collect(Experiment("robust", "r", (queued, retried, local)), runs_dir=tmp_path,
+                   slurm_jobs={"50_0": "PENDING", "60_0": "RUNNING", "4242": "RUNNING"})
+    assert [run.state for run in grid.groups[0].runs] == ["pending", "running", "missing"]
