@@ -80,9 +80,10 @@ def method_settings(point: Mapping[str, Any]) -> dict[str, Any]:
 
     ``rho`` in a grid point is the model's SAM radius; ``theta`` its VaSSO
     theta. Fields that an optimizer does not use are dropped, so that they keep
-    the config's defaults and never split otherwise equal cells.
+    the config's defaults and never split otherwise equal cells. GSAM's own
+    fields, when the point sets them, are kept as given.
     """
-    optimizer = point["optimizer"]
+    optimizer = point.get("optimizer", _default("optimizer"))
     rho = point.get("rho")
     if rho is None:
         rho = METHOD_RHO["sam"]
@@ -98,10 +99,11 @@ def method_settings(point: Mapping[str, Any]) -> dict[str, Any]:
     if optimizer == "gsam":
         # *unverified* for CIFAR: GSAM's ImageNet ResNet recipe scaled to the
         # model's SAM radius: rho decays with the LR from rho to rho/2, alpha 0.01.
+        rho_min = point.get("gsam_rho_min")
         return {
             "rho": rho,
-            "gsam_rho_min": round(rho / 2, 6),
-            "gsam_alpha": 0.01,
+            "gsam_rho_min": round(rho / 2, 6) if rho_min is None else rho_min,
+            "gsam_alpha": point.get("gsam_alpha", 0.01),
             "theta": _default("theta"),
         }
     if optimizer == "vasso":

@@ -97,3 +97,14 @@ def test_grid_product_merges_dict_axes_and_rejects_foreign_cells():
         E.Experiment(name="y", title="", cells=cells)
     with pytest.raises(ValueError, match="unknown optimizer 'adam'"):
         E.grid({"task": "digits", "experiment": "x"}, optimizer=["adam"])
+
+
+def test_grid_keeps_settings_given_explicitly_and_defaults_the_optimizer():
+    base = {"task": "digits", "experiment": "x", "gsam_alpha": 0.2, "gsam_rho_min": 0.01}
+    [gsam] = E.grid(base, optimizer=["gsam"], rho=[0.05])
+    assert (gsam.rho, gsam.gsam_rho_min, gsam.gsam_alpha) == (0.05, 0.01, 0.2), "an explicit setting was replaced"
+    [derived] = E.grid({"task": "digits", "experiment": "x"}, optimizer=["gsam"], rho=[0.05])
+    assert (derived.gsam_rho_min, derived.gsam_alpha) == (0.025, 0.01)
+    # No optimizer axis: the config's default optimizer, not a KeyError.
+    cells = E.grid({"task": "digits", "experiment": "x"}, lr=[0.01, 0.1])
+    assert [(c.optimizer, c.lr) for c in cells] == [(E._default("optimizer"), 0.01), (E._default("optimizer"), 0.1)]
