@@ -125,11 +125,7 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         if not self.file(CONFIG).is_file():
             atomic_write_json(self.file(CONFIG), dataclasses.asdict(cfg))
-        error = self.file(ERROR)
-        if error.is_file():
-            with open(self.file(PREVIOUS_ERRORS), "a") as f:
-                f.write(json.dumps(read_json(error), sort_keys=True) + "\n")
-            error.unlink()
+        self._archive_error()
         for name, record in records.items():
             atomic_write_json(self.file(f"{name}.json"), record)
         self._start_meta(device)
@@ -185,8 +181,18 @@ class RunDir:
         atomic_write_json(self.file(RESULT), result)
 
     def write_error(self, err: BaseException, **extra: Any) -> None:
-        """error.json; the directory is created if the run failed before it began."""
+        """error.json; the directory is created if the run failed before it began, and
+        an error.json already there (a failure before begin, twice) is archived."""
         self.path.mkdir(parents=True, exist_ok=True)
+        self._archive_error()
         tail = "".join(traceback.format_exception(type(err), err, err.__traceback__))[-4000:]
         atomic_write_json(self.file(ERROR), {"type": type(err).__name__, "message": str(err),
                                              "traceback": tail, "time": now(), **extra})
+
+    def _archive_error(self) -> None:
+        """Move error.json into previous_errors.jsonl (one line per earlier failure)."""
+        error = self.file(ERROR)
+        if error.is_file():
+            with open(self.file(PREVIOUS_ERRORS), "a") as f:
+                f.write(json.dumps(read_json(error), sort_keys=True) + "\n")
+            error.unlink()

@@ -201,3 +201,9 @@ def test_a_failure_while_loading_data_writes_error_json(tmp_path, monkeypatch):
     error = json.loads((run_dir(cfg) / "error.json").read_text())
     assert error["type"] == "UnpicklingError" and "truncated" in error["message"]
     assert not (run_dir(cfg) / "result.json").exists()
+
+    # Failing again before the run begins keeps the first failure's story.
+    assert main(to_argv(cfg)) == 1
+    previous = (run_dir(cfg) / "previous_errors.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in previous] == [error]
+    assert json.loads((run_dir(cfg) / "error.json").read_text())["time"] >= error["time"]
