@@ -282,17 +282,19 @@ def _submit_slurm(args, experiment, classes, fields) -> int:
     return 0
 
 
-def _local_cells(classes, fields) -> tuple[list[LocalCell], Resources]:
+def _local_cells(classes, fields) -> tuple[list[LocalCell], int]:
+    """The local runner's cells, and the most CPUs any of them asks for
+    (which sizes the default parallelism)."""
     cells = [
         LocalCell(s.cell, _label(s, fields), to_argv(s.cfg), str(s.path), threads=res.cpus)
         for res, group in classes.items() for s in group
     ]
-    return cells, max(classes)  # the heaviest class sizes the default parallelism
+    return cells, max(res.cpus for res in classes)
 
 
 def _run_local(args, experiment, classes, fields) -> int:
-    cells, heaviest = _local_cells(classes, fields)
-    parallel = args.parallel or max(1, (os.cpu_count() or 1) // heaviest.cpus)
+    cells, most_cpus = _local_cells(classes, fields)
+    parallel = args.parallel or max(1, (os.cpu_count() or 1) // most_cpus)
     folder = sweep.sweep_dir([s.cfg for group in classes.values() for s in group], experiment.name)
     log_dir = folder / "logs"
     if args.wait:

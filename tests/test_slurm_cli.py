@@ -220,3 +220,14 @@ def test_local_launch_leaves_alone_cells_that_a_slurm_job_holds(capsys, tmp_path
         code, out, _ = run_cli(capsys, "launch", "demo", "--executor", executor, "--runs-dir", str(tmp_path))
         assert code == 0 and "nothing to launch (15 pending)" in out, out
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [".sweep"], "a held cell was started"
+
+
+def test_local_parallelism_is_sized_by_the_class_with_most_cpus():
+    """Resources order by GPUs first; the local default must divide the cores by the largest CPU request."""
+    from benchmarks.experiments import get
+
+    [a, b] = [sweep.CellStatus(cfg, f"cell{i}", Path("/nowhere"), sweep.NOT_LAUNCHED)
+              for i, cfg in enumerate(get("demo").cells[:2])]
+    classes = {Resources(gpus=1, cpus=1, mem_gb=2, time_min=30): [a], Resources(gpus=0, cpus=4, mem_gb=2, time_min=30): [b]}
+    cells, cpus = cli._local_cells(classes, ["seed"])
+    assert cpus == 4 and [c.threads for c in cells] == [1, 4]
