@@ -210,6 +210,20 @@ def test_device_and_torchvision_paths_apply_the_same_draws(cutout_prob):
     assert not torch.equal(next(device.batches(0))[0], next(other.batches(0))[0])
 
 
+def test_a_training_split_is_shuffled_even_without_augmentation():
+    """from_dataset with a seed is a training split: shuffled and full batches, as the
+    DataLoader path, whatever the augmentation; without a seed every sample in order."""
+    images = torch.zeros(10, 32, 32, 3, dtype=torch.uint8)
+    plain = AugmentedImages(images, torch.arange(10), mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    assert plain.augmentation.is_identity
+    train = DeviceCIFAR.from_dataset(plain, batch_size=4, seed=2)
+    labels = [y.tolist() for _, y in train.batches(0)]
+    order = epoch_permutation(10, 2, 0).tolist()
+    assert labels == [order[0:4], order[4:8]]  # shuffled, the last partial batch dropped
+    test = DeviceCIFAR.from_dataset(plain, batch_size=4)
+    assert [y.tolist() for _, y in test.batches(0)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
 def naive_augment(image: torch.Tensor, oy: int, ox: int, flip: bool, cy: int, cx: int,
                   cut: bool) -> torch.Tensor:
     """One HWC uint8 image through pad -> crop -> flip -> normalise -> cutout, by slicing."""

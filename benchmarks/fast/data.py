@@ -136,18 +136,22 @@ class DeviceCIFAR:
         self.scale, self.shift = normalisation(mean, std, dtype, self.device)
 
     @classmethod
-    def from_dataset(cls, dataset: AugmentedImages, *, batch_size: int, seed: int = 0,
+    def from_dataset(cls, dataset: AugmentedImages, *, batch_size: int, seed: int | None = None,
                      device: torch.device | str = "cpu", channels_last: bool = False
                      ) -> "DeviceCIFAR":
         """The split of ``dataset`` on ``device``: its images, labels, statistics,
-        augmentation and augmentation seed; ``seed`` orders the epochs (training) or,
-        for a split without augmentation, is unused (evaluation: every sample, in order)."""
+        augmentation and augmentation seed. With a ``seed`` it is a training split:
+        every epoch shuffled by that seed, full batches only, as the DataLoader path
+        (whether or not it augments); without one, an evaluation split: every sample,
+        in order."""
         if not isinstance(dataset, AugmentedImages):
             raise TypeError(f"DeviceCIFAR.from_dataset needs a benchmarks.data.AugmentedImages, "
                             f"got {type(dataset).__name__}")
+        training = seed is not None
         return cls(dataset.images, dataset.labels, batch_size=batch_size, mean=dataset.mean,
-                   std=dataset.std, augmentation=dataset.augmentation, seed=seed,
-                   augment_seed=dataset.seed, device=device, channels_last=channels_last)
+                   std=dataset.std, augmentation=dataset.augmentation, shuffle=training,
+                   seed=seed if training else 0, augment_seed=dataset.seed, device=device,
+                   channels_last=channels_last)
 
     def __len__(self) -> int:
         """The number of batches per epoch."""
