@@ -18,13 +18,18 @@ comment where it is made, with where the value comes from (see
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import itertools
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Iterable, Mapping
 
 from benchmarks.config import METHOD_RHO, TrainConfig
 
-__all__ = ["Experiment", "EXPERIMENTS", "get", "grid", "method_settings", "OPTIMIZERS"]
+__all__ = ["Experiment", "EXPERIMENTS", "get", "grid", "load", "method_settings", "OPTIMIZERS"]
 
 OPTIMIZERS = ("sgd", "sam", "asam", "gsam", "vasso")
 SEEDS = (0, 1, 2)  # seed *indices*: the engine derives the actual seeds from them
@@ -251,11 +256,56 @@ def _build() -> dict[str, Experiment]:
 EXPERIMENTS: dict[str, Experiment] = _build()
 
 
-def get(name: str) -> Experiment:
-    """The experiment called ``name``; a ValueError lists the known ones."""
+def load(module: str | None = None) -> Mapping[str, Experiment]:
+    """The ``EXPERIMENTS`` mapping of ``module``: a dotted module name on
+    ``sys.path`` or the path to a ``.py`` file; ``None`` means the paper's (this
+    module's). ``python -m slurm`` and ``python -m results`` both pass their
+    ``--experiments-module`` (env ``VASSO_EXPERIMENTS_MODULE``) here, so a user's
+    sweep and its table name the same cells. A ValueError says what is wrong.
+    """
+    if module is None:
+        return EXPERIMENTS
+    where = f"--experiments-module {module}"
     try:
-        return EXPERIMENTS[name]
+        if module.endswith(".py"):
+            loaded = _import_file(Path(module), where)
+        else:
+            loaded = importlib.import_module(module)
+    except ImportError as exc:
+        raise ValueError(
+            f"{where}: cannot import it ({exc}); pass a dotted module name on "
+            "PYTHONPATH or a path to a .py file"
+        ) from exc
+    experiments = getattr(loaded, "EXPERIMENTS", None)
+    if not isinstance(experiments, Mapping):
+        raise ValueError(f"{where}: it defines no EXPERIMENTS dict (name -> Experiment)")
+    return experiments
+
+
+def _import_file(path: Path, where: str) -> ModuleType:
+    if not path.is_file():
+        raise ValueError(f"{where}: no such file")
+    name = f"_vasso_experiments_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    loaded = importlib.util.module_from_spec(spec)
+    # Registered before it runs: dataclasses (and pickling) look a class's
+    # module up in sys.modules.
+    sys.modules[name] = loaded
+    try:
+        spec.loader.exec_module(loaded)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return loaded
+
+
+def get(name: str, module: str | None = None) -> Experiment:
+    """The experiment called ``name`` in ``module`` (see :func:`load`); a
+    ValueError lists the known ones."""
+    experiments = load(module)
+    try:
+        return experiments[name]
     except KeyError:
         raise ValueError(
-            f"unknown experiment {name!r}; known experiments: {', '.join(EXPERIMENTS)}"
+            f"unknown experiment {name!r}; known experiments: {', '.join(experiments)}"
         ) from None

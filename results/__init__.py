@@ -1,8 +1,9 @@
 """Run directories -> the paper's tables (Markdown, LaTeX) and figures.
 
     python -m results EXPERIMENT [--metric final|best] [--runs-dir DIR] [--out DIR]
+                                 [--experiments-module MODULE]
 
-reads every cell of `benchmarks.experiments.get(EXPERIMENT)` from its run
+reads every cell of `benchmarks.experiments.get(EXPERIMENT, MODULE)` from its run
 directory and writes `<out>/tables/EXPERIMENT.{md,tex}` and
 `<out>/figures/EXPERIMENT-<kind>.{pdf,png}`. The parts, each usable alone:
 

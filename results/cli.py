@@ -6,11 +6,15 @@ an experiment whose figure is "noise" or "theta", `EXPERIMENT-<figure>.{pdf,png}
 Unfinished, failed and damaged runs never stop the rendering: the table shows
 them as such and they are reported on stderr with their paths. Exit status: 0
 rendered, 2 bad input (unknown experiment, bad option).
+
+`--experiments-module` (env `VASSO_EXPERIMENTS_MODULE`) renders a user's own
+experiments, the ones `python -m slurm` swept with the same option.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tables (Markdown, LaTeX) and figures of one experiment from its run directories.",
     )
     parser.add_argument("experiment", help="a name from benchmarks/experiments.py, e.g. demo, cifar10")
+    parser.add_argument(
+        "--experiments-module", default=os.environ.get("VASSO_EXPERIMENTS_MODULE"),
+        help="module (dotted name or .py path) whose EXPERIMENTS dict to use instead of "
+        "benchmarks.experiments, as given to `python -m slurm` (env VASSO_EXPERIMENTS_MODULE)",
+    )
     parser.add_argument(
         "--metric", choices=METRICS, default="final",
         help="test accuracy at the final epoch (default) or at the best epoch",
@@ -63,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.experiments import get
 
     try:
-        experiment = get(args.experiment)
+        experiment = get(args.experiment, args.experiments_module)
     except ValueError as exc:
         print(f"python -m results: {exc}", file=sys.stderr)
         return 2

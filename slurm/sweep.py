@@ -18,8 +18,6 @@ which cell), submitit's folder, and the local runner's logs.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import json
 import os
 import shutil
@@ -30,9 +28,9 @@ import typing
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Iterable, Mapping, Sequence
 
+from benchmarks import experiments
 from benchmarks.config import TrainConfig, cell_fields, cell_id, run_dir
 
 DONE, RUNNING, PENDING, FAILED, STOPPED, NOT_LAUNCHED = (
@@ -50,39 +48,13 @@ class SweepError(ValueError):
 # --------------------------------------------------------------------------- experiments
 
 
-def load_experiments(module: str | None = None) -> Mapping[str, Any]:
-    """The ``EXPERIMENTS`` mapping of ``module`` (a dotted name or a .py path).
-
-    ``None`` means the paper's experiments (``benchmarks.experiments``).
-    """
-    if module is None:
-        module = "benchmarks.experiments"
-    try:
-        if module.endswith(".py"):
-            path = Path(module)
-            if not path.is_file():
-                raise SweepError(f"--experiments-module {module}: no such file")
-            spec = importlib.util.spec_from_file_location(f"_experiments_{path.stem}", path)
-            loaded: ModuleType = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(loaded)
-        else:
-            loaded = importlib.import_module(module)
-    except ImportError as exc:
-        raise SweepError(
-            f"--experiments-module {module}: cannot import it ({exc}); pass a dotted "
-            "module name on PYTHONPATH or a path to a .py file"
-        ) from exc
-    experiments = getattr(loaded, "EXPERIMENTS", None)
-    if not isinstance(experiments, Mapping):
-        raise SweepError(f"--experiments-module {module}: it defines no EXPERIMENTS dict")
-    return experiments
-
-
 def get_experiment(name: str, module: str | None = None):
-    experiments = load_experiments(module)
-    if name not in experiments:
-        raise SweepError(f"unknown experiment {name!r}; known experiments: {', '.join(experiments)}")
-    return experiments[name]
+    """The experiment ``name`` of ``module`` (``benchmarks.experiments.get``),
+    its errors as SweepErrors."""
+    try:
+        return experiments.get(name, module)
+    except ValueError as exc:
+        raise SweepError(str(exc)) from exc
 
 
 def relocate(cells: Iterable[TrainConfig], runs_dir: str | None, data_dir: str | None) -> list[TrainConfig]:

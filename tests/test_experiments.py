@@ -108,3 +108,42 @@ def test_grid_keeps_settings_given_explicitly_and_defaults_the_optimizer():
     # No optimizer axis: the config's default optimizer, not a KeyError.
     cells = E.grid({"task": "digits", "experiment": "x"}, lr=[0.01, 0.1])
     assert [(c.optimizer, c.lr) for c in cells] == [(E._default("optimizer"), 0.01), (E._default("optimizer"), 0.1)]
+
+
+USER_MODULE = """
+from __future__ import annotations
+from dataclasses import dataclass
+from benchmarks.experiments import Experiment, grid
+
+@dataclass
+class Note:  # a dataclass under postponed annotations needs the module in sys.modules
+    text: str
+
+EXPERIMENTS = {"mine": Experiment("mine", "Mine", grid(
+    {"task": "digits", "experiment": "mine"}, optimizer=["sgd", "vasso"], seed=[0]))}
+"""
+
+
+def test_load_a_users_module_by_path_or_dotted_name(tmp_path, monkeypatch):
+    (tmp_path / "my_sweeps.py").write_text(USER_MODULE)
+    by_path = E.get("mine", str(tmp_path / "my_sweeps.py"))
+    assert [c.optimizer for c in by_path.cells] == ["sgd", "vasso"]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert list(E.load("my_sweeps")) == ["mine"]
+    assert E.load(None) is E.EXPERIMENTS and E.get("demo", None) is E.EXPERIMENTS["demo"]
+    with pytest.raises(ValueError, match="unknown experiment 'demo'; known experiments: mine"):
+        E.get("demo", str(tmp_path / "my_sweeps.py"))
+
+
+@pytest.mark.parametrize(
+    "module, message",
+    [
+        ("no_such_module_xyz", "--experiments-module no_such_module_xyz: cannot import it"),
+        ("{tmp}/missing.py", "missing.py: no such file"),
+        ("{tmp}/empty.py", "it defines no EXPERIMENTS dict"),
+    ],
+)
+def test_load_errors_name_the_module_and_the_fix(tmp_path, module, message):
+    (tmp_path / "empty.py").write_text("X = 1\n")
+    with pytest.raises(ValueError, match=message.replace("{tmp}", "")):
+        E.load(module.replace("{tmp}", str(tmp_path)))

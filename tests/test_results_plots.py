@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import textwrap
+
 import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_hex
 
-from benchmarks.experiments import Experiment
+from benchmarks.experiments import Experiment, get
 from results.cli import main, render
 from results.grid import collect
 from results.plots import PALETTE, method_colour, plot_curves, plot_sweep, save
@@ -131,6 +134,33 @@ def test_render_lists_a_truncated_metrics_line_under_the_table(tmp_path):
 def test_cli_unknown_experiment_exits_2(capsys):
     assert main(["no-such-experiment"]) == 2
     assert "known experiments" in capsys.readouterr().err
+
+
+def test_cli_renders_a_users_own_experiments_module(tmp_path, capsys, monkeypatch):
+    """The experiments a user swept with `python -m slurm --experiments-module` render too."""
+    module = tmp_path / "my_sweeps.py"
+    module.write_text(textwrap.dedent("""
+        from benchmarks.experiments import Experiment, grid
+        EXPERIMENTS = {"mine": Experiment("mine", "My sweep", grid(
+            {"task": "digits", "experiment": "mine"}, optimizer=["sgd", "vasso"], seed=[0, 1]),
+            columns=("task",))}
+    """))
+    runs = tmp_path / "runs"
+    for cfg in get("mine", str(module)).cells:
+        final = {"sgd": 90.0, "vasso": 94.0}[cfg.optimizer] + cfg.seed
+        write_done(dataclasses.replace(cfg, runs_dir=str(runs)), final=final)
+    argv = ["mine", "--runs-dir", str(runs), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--experiments-module", str(module)]) == 0
+    table = (tmp_path / "out/tables/mine.md").read_text()
+    assert "| sgd | 90.50 ± 0.71 (2) |" in table and "| vasso | **94.50 ± 0.71** (2) |" in table, table
+    assert (tmp_path / "out/figures/mine-curves.png").exists()
+
+    monkeypatch.setenv("VASSO_EXPERIMENTS_MODULE", str(module))  # the same variable as python -m slurm
+    (tmp_path / "out/tables/mine.md").unlink()
+    assert main(argv) == 0 and (tmp_path / "out/tables/mine.md").read_text() == table
+    capsys.readouterr()
+    monkeypatch.delenv("VASSO_EXPERIMENTS_MODULE")
+    assert main(argv) == 2 and "unknown experiment 'mine'" in capsys.readouterr().err
 
 
 def test_cli_renders_an_unlaunched_experiment(tmp_path, capsys):
