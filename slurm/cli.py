@@ -29,7 +29,7 @@ from benchmarks.config import to_argv
 
 from . import sweep
 from .job import PROJECT_ROOT, CellJob
-from .local import LocalCell, claim, run_cells, write_spec
+from .local import CLAIMED, LocalCell, run_cells, write_spec
 from .resources import (
     Resources,
     check_fits,
@@ -308,16 +308,26 @@ def _run_local(args, experiment, classes, fields) -> int:
     spec = folder / f"local-{stamp}-{os.getpid()}.json"
     write_spec(spec, cells, parallel, log_dir)
     log = folder / f"local-{stamp}-{os.getpid()}.log"
-    with open(log, "ab") as out:
-        runner = subprocess.Popen(
-            [sys.executable, "-m", "slurm.local", str(spec)],
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)},
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,  # outlives this command and its terminal
-        )
-    # Claim the cells now, so that a launch right after this one sees them as pending.
-    claim(cells, runner.pid)
+    # The runner claims the cells itself and says so on this pipe; returning
+    # only then means a launch right after this one sees them as pending.
+    claimed_r, claimed_w = os.pipe()
+    try:
+        with open(log, "ab") as out:
+            runner = subprocess.Popen(
+                [sys.executable, "-m", "slurm.local", str(spec), "--claimed-fd", str(claimed_w)],
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)},
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                pass_fds=(claimed_w,),
+                start_new_session=True,  # outlives this command and its terminal
+            )
+    finally:
+        os.close(claimed_w)  # the runner holds the only write end now: EOF if it dies
+    with os.fdopen(claimed_r, "rb") as pipe:
+        said = pipe.readline()
+    if said != CLAIMED:
+        raise SweepError(f"the local runner (pid {runner.pid}) stopped before it claimed its cells; "
+                         f"its log: {log}")
     print(f"started local runner (pid {runner.pid}): {len(cells)} cell(s), {parallel} at a time; "
           f"log: {log}")
     return 0

@@ -1,10 +1,13 @@
 """The local executor: cells as child processes, N at a time, on this machine.
 
 ``launch --executor local`` starts this module detached (``python -m
-slurm.local SPEC``) and returns; ``--wait`` runs the same loop in the
-foreground. Each cell's run directory holds a ``.running`` lock (pid, host,
-state) while this runner owns it, so ``plan`` shows it as pending or running
-and a second ``launch`` leaves it alone; a lock whose pid is dead is stale.
+slurm.local SPEC --claimed-fd N``) and returns once the runner has claimed
+every cell; ``--wait`` runs the same loop in the foreground. Each cell's run
+directory holds a ``.running`` lock (pid, host, state) while this runner owns
+it, so ``plan`` shows it as pending or running and a second ``launch`` leaves
+it alone; a lock whose pid is dead is stale. Only the runner writes locks: the
+launcher waits on a pipe for its claimed line instead of claiming for it, so
+no lock the runner has moved on (pending -> running) is ever written back.
 On SIGTERM or Ctrl-C the runner sends SIGTERM to its children, which
 checkpoint and exit 75; the cells are then ``stopped`` and resume on the next
 launch.
@@ -12,6 +15,7 @@ launch.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -46,6 +50,10 @@ def read_spec(path: Path) -> tuple[list[LocalCell], int, Path]:
     return [LocalCell(**c) for c in spec["cells"]], int(spec["parallel"]), Path(spec["log_dir"])
 
 
+# What the detached runner writes to the launcher once its cells are claimed.
+CLAIMED = b"claimed\n"
+
+
 def claim(cells: Sequence[LocalCell], owner_pid: int) -> None:
     """Mark every cell as pending under ``owner_pid`` (the runner)."""
     for c in cells:
@@ -57,16 +65,21 @@ def run_cells(
     parallel: int,
     log_dir: Path,
     say: Callable[[str], None] = print,
+    on_claimed: Callable[[], None] | None = None,
 ) -> dict[str, int]:
     """Run the cells, ``parallel`` at a time; ``{cell id: exit code}``.
 
-    Children's output goes to ``log_dir/<cell id>.log`` (appended across restarts).
+    Every cell is claimed (pending, under this process) before the first one
+    starts, and ``on_claimed`` is called then. Children's output goes to
+    ``log_dir/<cell id>.log`` (appended across restarts).
     """
     if parallel < 1:
         raise ValueError(f"parallel must be at least 1, got {parallel}")
     log_dir.mkdir(parents=True, exist_ok=True)
     me = os.getpid()
     claim(cells, me)
+    if on_claimed is not None:
+        on_claimed()
     queue = list(cells)
     running: dict[str, tuple[LocalCell, subprocess.Popen, float]] = {}
     codes: dict[str, int] = {}
@@ -147,13 +160,21 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+def tell_claimed(fd: int) -> None:
+    """Write the claimed line to ``fd`` and close it (the launcher waits for it)."""
+    with os.fdopen(fd, "wb") as pipe:
+        pipe.write(CLAIMED)
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m slurm.local SPEC.json", file=sys.stderr)
-        return 2
-    cells, parallel, log_dir = read_spec(Path(argv[0]))
-    codes = run_cells(cells, parallel, log_dir, say=lambda m: print(m, flush=True))
+    parser = argparse.ArgumentParser(prog="python -m slurm.local", description="Run the cells of SPEC.json.")
+    parser.add_argument("spec", type=Path)
+    parser.add_argument("--claimed-fd", type=int, default=None,
+                        help="write a line to this file descriptor once every cell is claimed")
+    args = parser.parse_args(argv)
+    cells, parallel, log_dir = read_spec(args.spec)
+    on_claimed = None if args.claimed_fd is None else (lambda: tell_claimed(args.claimed_fd))
+    codes = run_cells(cells, parallel, log_dir, say=lambda m: print(m, flush=True), on_claimed=on_claimed)
     return 0 if all(rc in (EXIT_DONE,) for rc in codes.values()) else 1
 
 

@@ -145,6 +145,49 @@ def test_detached_launch_claims_cells_at_once_and_a_stopped_runner_leaves_resuma
     assert len(done_before) < 30
 
 
+def test_detached_launch_never_overwrites_a_lock_the_runner_already_took(capsys, sweep_env, monkeypatch):
+    """The race: the runner starts the cell (lock: running, the engine's pid)
+    before the launching command returns; the launch must not turn it back into
+    pending under the runner's pid."""
+    module, runs = sweep_env
+    [cell] = statuses(module, runs, "long")
+    real_popen = subprocess.Popen
+
+    def popen_then_let_the_runner_start_its_cell(*args, **kwargs):
+        runner = real_popen(*args, **kwargs)
+        if "slurm.local" not in args[0]:  # squeue and friends
+            return runner
+        held = lambda: (sweep.read_lock(cell.path) or {}).get("state") == "running"
+        wait_until(held, 60, "the runner to start its cell")
+        return runner
+
+    monkeypatch.setattr(cli.subprocess, "Popen", popen_then_let_the_runner_start_its_cell)
+    code, out = run_cli(capsys, module, runs, "launch", "long", "--executor", "local")
+    monkeypatch.undo()
+    runner = int(re.search(r"runner \(pid (\d+)\)", out).group(1))
+    try:
+        assert code == 0, out
+        lock = sweep.read_lock(cell.path)
+        assert lock["state"] == "running" and lock["pid"] != runner, f"the launch overwrote the runner's lock: {lock}"
+    finally:
+        os.kill(runner, signal.SIGTERM)
+        wait_until(lambda: not sweep.pid_alive(runner), 60, "the runner to stop")
+
+
+def test_detached_launch_reports_a_runner_that_dies_before_claiming(capsys, sweep_env, monkeypatch):
+    module, runs = sweep_env
+    def write_broken_spec(path, *args):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("not json")
+
+    monkeypatch.setattr(cli, "write_spec", write_broken_spec)
+    code, out = run_cli(capsys, module, runs, "launch", "long", "--executor", "local")
+    assert code == 2 and "stopped before it claimed its cells" in out, out
+    log = Path(re.search(r"its log: (\S+)", out).group(1))
+    assert "JSONDecodeError" in log.read_text()
+    assert [s.state for s in statuses(module, runs, "long")] == ["not launched"]
+
+
 def test_debug_executor_trains_in_process(capsys, sweep_env):
     module, runs = sweep_env
     code, out = run_cli(capsys, module, runs, "launch", "tiny", "--executor", "debug", "--only", "seed=1")
