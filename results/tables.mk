@@ -8,6 +8,10 @@
 # be given on the command line too: `make table-cifar10 VASSO_RUNS=/scratch/runs`.
 # The paper targets launch on Slurm where `sbatch` exists, else on this
 # machine, and return without waiting: run them again to render more.
+# SLURM_ARGS passes options to `python -m slurm launch` (partition, resources):
+# `make table-cifar10 SLURM_ARGS="--partition gpu --gpus 1 --cpus 8 --time 12:00:00"`.
+
+SLURM_ARGS ?=
 
 .PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta
 
@@ -26,17 +30,17 @@ demo: install  ## the embedded default: the digits demo on this machine, then it
 	exit $$status
 
 table-cifar10: install  ## Table 1 (CIFAR-10): launch what is missing, render what is done
-	$(PY) -m slurm launch cifar10
+	$(PY) -m slurm launch cifar10 $(SLURM_ARGS)
 	$(PY) -m results cifar10
 
 table-cifar100: install  ## Table 2 (CIFAR-100): launch what is missing, render what is done
-	$(PY) -m slurm launch cifar100
+	$(PY) -m slurm launch cifar100 $(SLURM_ARGS)
 	$(PY) -m results cifar100
 
 table-label-noise: install  ## label-noise table and figure: launch what is missing, render what is done
-	$(PY) -m slurm launch label-noise
+	$(PY) -m slurm launch label-noise $(SLURM_ARGS)
 	$(PY) -m results label-noise
 
 figure-theta: install  ## VaSSO's theta sweep figure: launch what is missing, render what is done
-	$(PY) -m slurm launch theta
+	$(PY) -m slurm launch theta $(SLURM_ARGS)
 	$(PY) -m results theta

@@ -37,3 +37,17 @@ def test_demo_success_renders_and_names_table_and_figure(tmp_path):
     assert run.returncode == 0, run.stderr
     assert calls == ["-m slurm launch demo --executor local --wait", "-m results demo"]
     assert "table:  results/tables/demo.md" in run.stdout and "figure: results/figures/demo-curves.png" in run.stdout
+
+
+@pytest.mark.parametrize("target, experiment", [("table-cifar10", "cifar10"), ("table-cifar100", "cifar100"),
+                                                ("table-label-noise", "label-noise"), ("figure-theta", "theta")])
+def test_paper_targets_launch_with_slurm_args_then_render(tmp_path, target, experiment):
+    fake = tmp_path / "fake-python"
+    fake.write_text('#!/bin/sh\necho "$*" >> calls.log\nexit 0\n')
+    fake.chmod(0o755)
+    (tmp_path / "Makefile").write_text(f"PY := {fake}\ninstall:\ninclude {TABLES_MK}\n")
+    run = subprocess.run(["make", "-s", target, "SLURM_ARGS=--partition gpu --only seed=0"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "calls.log").read_text().splitlines() == [
+        f"-m slurm launch {experiment} --partition gpu --only seed=0", f"-m results {experiment}"]
