@@ -55,6 +55,8 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
+import vasso
+
 from .config import FAST_TASKS, ConfigError, TrainConfig, cell_id, run_dir
 from .data import epoch_batches
 from .fast import DeviceCIFAR, TrainStep, use_tensor_lr
@@ -114,7 +116,6 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, fused: bool = False
                                  **impl)
     if cfg.optimizer == "sgd":
         return base, base
-    import vasso
 
     common = dict(rho=cfg.rho, model=model, bn_stats=cfg.bn_stats,
                   ascent_every=cfg.ascent_every, seed=data_seed(cfg, "ascent") % 2**31)
@@ -492,12 +493,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     try:
         data = task.load_data(cfg)
         steps_per_epoch(cfg, len(data.train))  # a batch larger than the data is bad input
-        if cfg.optimizer != "sgd":
-            try:
-                import vasso  # noqa: F401
-            except ImportError as err:
-                raise ConfigError(f"--optimizer={cfg.optimizer} needs the vasso package: "
-                                  f"{err}") from err
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
