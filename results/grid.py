@@ -28,8 +28,10 @@ from pathlib import Path
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from benchmarks.runstate import read_jobs, scheduler_queue
+
 from .reference import ReferenceTable, ReferenceValue
-from .runs import METRICS, Problem, Run, live_slurm_jobs, load_run, read_job_ledger
+from .runs import METRICS, Problem, Run, load_run
 
 SEED_FIELD = "seed"
 
@@ -180,9 +182,10 @@ def collect(
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     root = resolve_runs_dir(runs_dir)
     references = references if references is not None else ReferenceTable.load()
-    slurm_jobs = live_slurm_jobs() if slurm_jobs is None else slurm_jobs
+    if slurm_jobs is None:  # ask squeue once for the whole table, not once per directory
+        slurm_jobs = scheduler_queue() or {}
     # Submitted but not yet started, a Slurm cell is known only to slurm/'s ledger.
-    submitted = read_job_ledger(root / experiment.name / ".sweep" / "jobs.jsonl") if slurm_jobs else {}
+    submitted = read_jobs(root / experiment.name / ".sweep") if slurm_jobs else {}
 
     groups: dict[str, Group] = {}
     seen: set[Path] = set()

@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import socket
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchmarks.runstate import live_lock
 
 METRICS = ("final", "best")
 STATES = ("done", "failed", "running", "pending", "stopped", "missing", "invalid")
@@ -109,92 +107,12 @@ def read_accuracy(result: Any, metric: str) -> float | None:
     return float(value)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):  # gone, or no pid at all
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    try:  # a zombie (exited, not yet reaped) holds nothing
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _lock(path: Path) -> dict[str, Any] | None:
-    """The `.running` lock: JSON {"pid", "host", "state"} as slurm/ writes it, or a bare pid."""
-    try:
-        text = (path / ".running").read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    if text.isdigit():
-        return {"pid": int(text)}
-    try:
-        lock = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    return lock if isinstance(lock, dict) else None
-
-
 def _lock_state(path: Path) -> str | None:
     """"running" or "pending" while a live local process holds the lock, else None."""
-    lock = _lock(path)
+    lock = live_lock(path)
     if lock is None:
         return None
-    state = "pending" if lock.get("state") == "pending" else "running"
-    if lock.get("host", socket.gethostname()) != socket.gethostname():
-        return state  # another host's pid cannot be checked from here: trust the lock
-    pid = lock.get("pid")
-    alive = isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 and _pid_alive(pid)
-    return state if alive else None
-
-
-def live_slurm_jobs() -> dict[str, str]:
-    """{job id: state} of what `squeue` lists (array tasks one per line, as "123_4"); empty without Slurm.
-
-    Asked once per rendering, not once per directory: a sweep has hundreds.
-    """
-    if shutil.which("squeue") is None:
-        return {}
-    try:
-        out = subprocess.run(
-            ["squeue", "--noheader", "--array", "--format=%i|%T"],
-            capture_output=True, text=True, timeout=20, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    if out.returncode != 0:
-        return {}
-    jobs = {}
-    for line in out.stdout.splitlines():
-        job, _, state = line.strip().partition("|")
-        if job:
-            jobs[job] = state.upper()
-    return jobs
-
-
-def read_job_ledger(path: Path) -> dict[str, str]:
-    """{cell id: Slurm job id} of the last submission per cell in `path` (the
-    `.sweep/jobs.jsonl` that `python -m slurm launch` appends to); empty when absent.
-
-    Lines are JSON objects {"cell", "job_id", "executor", ...}; a line cut by a
-    crash, and local runs (their "job" is a pid), are skipped.
-    """
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return {}
-    jobs = {}
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(entry, dict) and entry.get("executor") == "slurm" and "cell" in entry:
-            jobs[str(entry["cell"])] = str(entry.get("job_id"))
-    return jobs
+    return "pending" if lock.get("state") == "pending" else "running"
 
 
 def _holder_state(path: Path, slurm_jobs: Mapping[str, str], submitted: str | None) -> str | None:
@@ -250,8 +168,8 @@ def load_run(
     The order follows `slurm/`'s: a result decides; then a live holder (a
     retried cell still has its old error.json until the engine clears it);
     then error.json; then any trace of a start. `slurm_jobs`: {job id: state}
-    from `live_slurm_jobs()`; `submitted`: the cell's last Slurm job in the
-    sweep's ledger (`read_job_ledger`).
+    from `benchmarks.runstate.scheduler_queue()`; `submitted`: the cell's last
+    Slurm job in the sweep's ledger (`benchmarks.runstate.read_jobs`).
     """
     if (path / "result.json").exists():
         problem = _checked_config(path, expected_fields)

@@ -20,9 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import socket
-import subprocess
 import time
 import typing
 from collections import defaultdict
@@ -32,13 +30,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from benchmarks import experiments
 from benchmarks.config import TrainConfig, cell_fields, cell_id, run_dir
+# The reading side of the lock, the ledger and the queue, shared with results/.
+from benchmarks.runstate import LEDGER_NAME, LOCK_NAME, live_lock, pid_alive, read_jobs, read_lock, scheduler_queue
 
 DONE, RUNNING, PENDING, FAILED, STOPPED, NOT_LAUNCHED = (
     "done", "running", "pending", "failed", "stopped", "not launched",
 )
 STATES = (DONE, RUNNING, PENDING, FAILED, STOPPED, NOT_LAUNCHED)
 ACTIVE = (RUNNING, PENDING)
-LOCK_NAME = ".running"
 
 
 class SweepError(ValueError):
@@ -159,47 +158,9 @@ def record_jobs(folder: Path, executor: str, submitted: Mapping[str, str]) -> No
     """Append ``{cell id: job id}`` to the ledger."""
     folder.mkdir(parents=True, exist_ok=True)
     now = time.strftime("%Y-%m-%dT%H:%M:%S")
-    with open(folder / "jobs.jsonl", "a") as f:
+    with open(folder / LEDGER_NAME, "a") as f:
         for cell, job in submitted.items():
             f.write(json.dumps({"cell": cell, "job_id": job, "executor": executor, "time": now}) + "\n")
-
-
-def read_jobs(folder: Path) -> dict[str, str]:
-    """The latest job id submitted for each cell (Slurm submissions only)."""
-    jobs: dict[str, str] = {}
-    try:
-        lines = (folder / "jobs.jsonl").read_text().splitlines()
-    except FileNotFoundError:
-        return jobs
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # a line cut by a crash
-        if entry.get("executor") == "slurm":
-            jobs[entry["cell"]] = str(entry["job_id"])
-    return jobs
-
-
-def scheduler_queue() -> dict[str, str] | None:
-    """``{job id: state}`` of every queued job (array tasks one by one), or
-    None when no scheduler answers."""
-    if shutil.which("squeue") is None:
-        return None
-    try:
-        out = subprocess.run(
-            ["squeue", "-h", "-r", "-o", "%i|%T"], capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if out.returncode != 0:
-        return None
-    queue = {}
-    for line in out.stdout.splitlines():
-        job, _, state = line.strip().partition("|")
-        if job:
-            queue[job] = state
-    return queue
 
 
 # --------------------------------------------------------------------------- local locks
@@ -221,41 +182,6 @@ def remove_lock(directory: Path, pid: int | None = None) -> None:
         if held is None or held.get("pid") != pid:
             return
     lock.unlink(missing_ok=True)
-
-
-def read_lock(directory: Path) -> dict | None:
-    try:
-        return json.loads((directory / LOCK_NAME).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    # A zombie (exited, not yet reaped) is not alive.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def live_lock(directory: Path) -> dict | None:
-    """The lock when a live process holds it; stale locks (dead pid) are None.
-
-    A lock written on another host cannot be checked from here and counts as live.
-    """
-    lock = read_lock(directory)
-    if lock is None:
-        return None
-    if lock.get("host") != socket.gethostname():
-        return lock
-    return lock if pid_alive(int(lock.get("pid", -1))) else None
 
 
 # --------------------------------------------------------------------------- states
