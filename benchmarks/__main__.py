@@ -18,14 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         cfg = parse_argv(argv)
-        from .engine import NonFiniteLoss, Preempted, train  # torch import after parsing: fast --help
+        from .engine import Collapsed, NonFiniteLoss, Preempted, train  # torch import after parsing: fast --help
 
         try:
             train(cfg)
         except Preempted as stop:
             print(f"preempted: {stop}", file=sys.stderr, flush=True)
             return EXIT_PREEMPTED
-        except NonFiniteLoss as err:
+        except (NonFiniteLoss, Collapsed) as err:
             print(f"failed: {err}", file=sys.stderr, flush=True)
             return EXIT_FAILED
     except ConfigError as err:

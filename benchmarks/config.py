@@ -72,7 +72,7 @@ FAST_TASKS = ("cifar",)
 # Fields that say where things live, how they are shown and which code path runs the
 # cell; they are not part of a cell (a cell's results must not depend on them).
 LOCATION_FIELDS = ("data_dir", "runs_dir", "device", "download", "progress", "num_workers",
-                   "fast")
+                   "fast", "stop_on_collapse")
 
 
 def _default_data_dir() -> str:
@@ -138,6 +138,9 @@ class TrainConfig:
     fast: str = _opt("the fast path (data augmented on the device, the step in a CUDA graph): "
                      "auto = on for cifar on CUDA; on = also on the CPU (eager); "
                      "only the cifar task has one", FAST, default="auto")
+    stop_on_collapse: bool = _opt("stop a run whose training loss has collapsed to the "
+                                  "uniform-prediction level (docs/collapse.md; error.json, exit 1) "
+                                  "instead of training every epoch", default=False)
 
     def __post_init__(self) -> None:
         if self.task not in TASK_DEFAULTS:

@@ -150,6 +150,12 @@ class RunDir:
         meta.setdefault("stops", []).append({"time": now(), "reason": reason, "step": step})
         atomic_write_json(self.file(META), meta)
 
+    def note_collapse(self, found: dict[str, Any], epoch: int) -> None:
+        """Record in meta.json that the run collapsed (``benchmarks.collapse``), found at ``epoch``."""
+        meta = read_json(self.file(META))
+        meta.setdefault("collapses", []).append({"time": now(), "found_at_epoch": epoch, **found})
+        atomic_write_json(self.file(META), meta)
+
     # -- metrics, checkpoint, result, error ---------------------------------------
     def append_metrics(self, lines: list[dict[str, Any]]) -> None:
         with open(self.file(METRICS), "a") as f:
