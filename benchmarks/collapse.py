@@ -69,6 +69,7 @@ def verdict(streak: dict[str, Any] | None, num_classes: int) -> dict[str, Any] |
 
 
 def message(found: dict[str, Any]) -> str:
-    return (f"the run has collapsed: its training loss has stayed at or above the uniform-"
-            f"prediction level {found['uniform_loss']:.4f} for {found['epochs']} epochs "
-            f"(since epoch {found['since_epoch']}); see docs/collapse.md")
+    return (f"the run has collapsed: for {found['epochs']} epochs (since epoch "
+            f"{found['since_epoch']}) its training loss has been no better than predicting every "
+            f"class alike (ln C = {found['uniform_loss']:.4f}) and has not decreased; "
+            "see docs/collapse.md")

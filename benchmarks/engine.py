@@ -36,6 +36,11 @@ step, writes a (possibly mid-epoch) checkpoint and raises :class:`Preempted`
 (exit code 75). A non-finite training loss raises :class:`NonFiniteLoss` before
 any checkpoint of the diverged state is written; it, like any other exception,
 leaves error.json (exit code 1) and the previous checkpoint.
+
+Collapse. A run whose training loss sits at the uniform-prediction level ln C is
+dead, not diverged (``benchmarks.collapse``, docs/collapse.md): the engine judges the
+epoch's training loss it already reads, records a collapse in meta.json and
+result.json, and trains on, or with ``--stop-on-collapse`` raises :class:`Collapsed`.
 """
 
 from __future__ import annotations

@@ -84,6 +84,21 @@ class Group:
     def count(self, state: str) -> int:
         return sum(run.state == state for run in self.runs)
 
+    @property
+    def collapsed(self) -> int:
+        """Runs that collapsed (benchmarks.collapse): done ones are in `values`, stopped ones not."""
+        return sum(run.collapsed for run in self.runs)
+
+    @property
+    def diverged(self) -> int:
+        """Runs that failed on a non-finite loss: no final accuracy, so in no statistic."""
+        return sum(run.diverged for run in self.runs)
+
+    @property
+    def values_without_collapsed(self) -> list[float]:
+        return [run.accuracy for run in self.runs
+                if run.state == "done" and run.accuracy is not None and not run.collapsed]
+
 
 @dataclass
 class Grid:

@@ -56,6 +56,19 @@ class Run:
     state: str
     accuracy: float | None = None  # test accuracy (%) of the chosen metric, when done
     error: str | None = None  # one line from error.json, when failed
+    error_type: str | None = None  # the exception's name from error.json, when failed
+    collapse: dict[str, Any] | None = None  # result.json's record of a collapsed run, when done
+
+    @property
+    def collapsed(self) -> bool:
+        """Training stuck at the uniform-prediction loss (benchmarks.collapse): a done run
+        that recorded it, or one that --stop-on-collapse ended."""
+        return self.collapse is not None or self.error_type == "Collapsed"
+
+    @property
+    def diverged(self) -> bool:
+        """Failed on a non-finite training loss."""
+        return self.state == "failed" and self.error_type == "NonFiniteLoss"
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -182,7 +195,9 @@ def load_run(
         if accuracy is None:
             message = f'has no finite number at ["{metric}"]["test_acc"]; skipped'
             return Run(cfg, path, "invalid", problems=[Problem(path / "result.json", message)])
-        return Run(cfg, path, "done", accuracy=accuracy)
+        collapse = result.get("collapse")
+        return Run(cfg, path, "done", accuracy=accuracy,
+                   collapse=collapse if isinstance(collapse, dict) else None)
 
     holder = _holder_state(path, slurm_jobs or {}, submitted)
     if holder is not None:  # a queued cell may not have written config.json yet
@@ -197,7 +212,9 @@ def load_run(
     if (path / "error.json").exists():
         error, problem = read_json(path / "error.json")
         summary = _error_summary(error) if problem is None else "error.json unreadable"
-        return Run(cfg, path, "failed", error=summary, problems=[problem] if problem else [])
+        kind = error.get("type") if isinstance(error, dict) else None
+        return Run(cfg, path, "failed", error=summary, error_type=kind if isinstance(kind, str) else None,
+                   problems=[problem] if problem else [])
     if started or (path / "checkpoint.pt").exists():
         return Run(cfg, path, "stopped")
     return Run(cfg, path, "missing")  # an empty directory: nothing ran there
