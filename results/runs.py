@@ -58,6 +58,7 @@ class Run:
     error: str | None = None  # one line from error.json, when failed
     error_type: str | None = None  # the exception's name from error.json, when failed
     collapse: dict[str, Any] | None = None  # result.json's record of a collapsed run, when done
+    problems: list[Problem] = field(default_factory=list)
 
     @property
     def collapsed(self) -> bool:
@@ -69,7 +70,6 @@ class Run:
     def diverged(self) -> bool:
         """Failed on a non-finite training loss."""
         return self.state == "failed" and self.error_type == "NonFiniteLoss"
-    problems: list[Problem] = field(default_factory=list)
 
 
 def read_json(path: Path) -> tuple[Any, Problem | None]:
