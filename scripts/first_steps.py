@@ -77,16 +77,9 @@ def trace(argv: list[str], steps: int) -> Iterator[dict[str, float]]:
                 return second(*args, **kwargs)
 
             opt.first_step, opt.second_step = first_step, second_step
-        else:
-            plain = base.step
-
-            def base_step(closure):  # torch's SGD runs the closure inside its step
-                loss = closure()
-                row["|g|"] = _norm([p.grad for p in params if p.grad is not None])
-                plain()
-                return loss
-
-            base.step = base_step
+        else:  # torch's SGD runs the closure inside its step; the gradient outlives it
+            base.register_step_post_hook(lambda *_: row.update(
+                {"|g|": _norm([p.grad for p in params if p.grad is not None])}))
 
         step, epoch = 0, 0
         while step < steps:
@@ -102,7 +95,7 @@ def trace(argv: list[str], steps: int) -> Iterator[dict[str, float]]:
                     row["loss@w+e"] = passes[1][0]
                 row["|dw|"] = _norm([p.detach() - b for p, b in zip(params, before)])
                 row["alive"] = alive[:num_relus]
-                row["minbeta"] = min(float(bn.bias.min()) for bn in bns) if bns else float("nan")
+                row["minbeta"] = min(float(bn.bias.detach().min()) for bn in bns) if bns else float("nan")
                 yield dict(row)
                 step += 1
                 if step >= steps:

@@ -107,3 +107,22 @@ def test_diverged_runs_are_counted_beside_the_mean(tmp_path):
     table = markdown(grid)
     assert "95.50 ± 0.71 (2/3); 1 of 3 runs diverged (no final accuracy)" in table
     assert "a diverged run (non-finite loss) has no final accuracy" in table
+
+
+def test_first_steps_script_traces_a_cell_from_its_own_start():
+    """scripts/first_steps.py (docs/collapse.md's numbers): SGD and SAM start from the same
+    weights on the same batch, and SAM descends along the larger gradient at w + e."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "first_steps.py"
+    spec = importlib.util.spec_from_file_location("first_steps", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    argv = ["digits", "--rho", "0.05", "--lr", "0.05", "--label-noise", "0.6", "--seed", "4"]
+    sgd = list(script.trace([*argv, "--optimizer", "sgd"], steps=2))
+    sam = list(script.trace([*argv, "--optimizer", "sam"], steps=2))
+    assert [r["step"] for r in sam] == [0, 1] and "loss@w+e" not in sgd[0]
+    assert sam[0]["loss"] == sgd[0]["loss"] and sam[0]["|g|"] == pytest.approx(sgd[0]["|g|"])
+    assert sam[0]["|g@w+e|"] > sam[0]["|g|"] and sam[0]["|dw|"] > sgd[0]["|dw|"]
+    assert all(0 <= a <= 1 for r in sam for a in r["alive"]) and len(sam[0]["alive"]) == 2
