@@ -1,0 +1,101 @@
+"""The paper's CIFAR recipe as the official VaSSO code ran it (docs/recipe.md).
+
+The official loop sets its cosine learning rate once per epoch, after the epoch, with
+the index of the epoch just finished (``lr_scheduler.step(epoch)``); the schedule
+``cosine-epoch`` must reproduce the rates that stepping gives, step by step. The
+recipe table of docs/recipe.md is read here and checked against the cells of the
+paper's experiments, so the document and the code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR
+
+from benchmarks import engine
+from benchmarks import experiments as E
+from benchmarks.config import ConfigError, TrainConfig, run_dir
+from bench_fixtures import read_metrics
+
+RECIPE = Path(__file__).resolve().parent.parent / "docs" / "recipe.md"
+PAPER_CIFAR = ("cifar10", "cifar100", "label-noise", "theta")
+
+
+def official_rates(epochs: int, steps_per_epoch: int, lr: float) -> list[float]:
+    """The rate of every step as the official loop gives it: torch's cosine scheduler,
+    built before training and stepped with the finished epoch's index after each epoch."""
+    weight = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([weight], lr=lr, momentum=0.9)
+    scheduler = CosineAnnealingLR(optimizer, T_max=epochs, eta_min=0.0)
+    rates = []
+    for epoch in range(epochs):
+        for _ in range(steps_per_epoch):
+            rates.append(optimizer.param_groups[0]["lr"])
+        with warnings.catch_warnings():  # step(epoch) is deprecated: the official code uses it
+            warnings.simplefilter("ignore")
+            scheduler.step(epoch)
+    return rates
+
+
+def upstream_closed_form(epoch: int, epochs: int, lr: float) -> float:
+    """The official CosineLRscheduler.get_lr(epoch) without warm-up (eta_min 0), written
+    from its formula: lr (1 + cos(pi epoch / T_max)) / 2, T_max = epochs."""
+    return lr * (1 + math.cos(math.pi * epoch / epochs)) / 2
+
+
+def suite_rates(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
+    """The rate of every step as the engine drives it: LambdaLR over lr_factor, one
+    scheduler step after every optimizer step."""
+    weight = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([weight], lr=cfg.lr, momentum=0.9)
+    scheduler = LambdaLR(optimizer, engine.lr_factor(cfg, steps_per_epoch))
+    rates = []
+    for _ in range(cfg.epochs * steps_per_epoch):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+@pytest.mark.parametrize("epochs, steps_per_epoch", [(5, 3), (200, 4)])
+def test_cosine_epoch_reproduces_the_official_stepping_step_by_step(epochs, steps_per_epoch):
+    cfg = TrainConfig("cifar", epochs=epochs, lr=0.05, schedule="cosine-epoch")
+    official = official_rates(epochs, steps_per_epoch, cfg.lr)
+    ours = suite_rates(cfg, steps_per_epoch)
+    assert len(ours) == len(official) == epochs * steps_per_epoch
+    for step, (a, b) in enumerate(zip(ours, official)):
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-15), f"step {step}"
+    # The same rates from the upstream scheduler's own formula, epoch e at index e - 1.
+    for step, rate in enumerate(ours):
+        finished = max(step // steps_per_epoch - 1, 0)
+        assert rate == pytest.approx(upstream_closed_form(finished, epochs, cfg.lr), rel=1e-12)
+    # What that stepping means: epochs 0 and 1 at the peak, the last epoch above 0.
+    per_epoch = ours[::steps_per_epoch]
+    assert per_epoch[0] == per_epoch[1] == cfg.lr
+    assert per_epoch[-1] == pytest.approx(upstream_closed_form(epochs - 2, epochs, cfg.lr))
+    assert per_epoch[-1] > 0
+    # The suite's own per-step cosine is another schedule (the ablation).
+    per_step = suite_rates(dataclasses.replace(cfg, schedule="cosine"), steps_per_epoch)
+    assert per_step[1] < cfg.lr and per_step != ours
+
+
+def test_the_engine_trains_with_the_per_epoch_rates(tmp_path):
+    # digits, 3 epochs of 3 steps: the rate logged after epoch e is the one epoch e + 1 uses.
+    cfg = TrainConfig("digits", epochs=3, max_steps=3, batch_size=32, progress="none",
+                      runs_dir=str(tmp_path), schedule="cosine-epoch")
+    engine.train(cfg)
+    logged = [m["lr"] for m in read_metrics(run_dir(cfg)) if m["split"] == "train"]
+    assert logged == pytest.approx([upstream_closed_form(k, 3, cfg.lr) for k in (0, 1, 2)])
+
+
+def test_cosine_epoch_refuses_a_warm_up():
+    with pytest.raises(ConfigError, match="--warmup-epochs.*cosine-epoch"):
+        TrainConfig("cifar", schedule="cosine-epoch", warmup_epochs=1.0)
