@@ -99,3 +99,86 @@ def test_the_engine_trains_with_the_per_epoch_rates(tmp_path):
 def test_cosine_epoch_refuses_a_warm_up():
     with pytest.raises(ConfigError, match="--warmup-epochs.*cosine-epoch"):
         TrainConfig("cifar", schedule="cosine-epoch", warmup_epochs=1.0)
+
+
+# -- docs/recipe.md against the experiments ------------------------------------------
+
+def recipe_rows() -> list[dict[str, str]]:
+    """The rows of the one table of docs/recipe.md, keyed by its header."""
+    lines = [line for line in RECIPE.read_text(encoding="utf-8").splitlines() if line.startswith("|")]
+    split = lambda line: [cell.strip() for cell in line.strip().strip("|").split("|")]
+    header = split(lines[0])
+    assert set(lines[1].replace("|", "").strip()) <= set("-: "), "the table's second line is its rule"
+    rows = [dict(zip(header, split(line))) for line in lines[2:]]
+    assert all(len(row) == len(header) for row in rows)
+    return rows
+
+
+def ticked(text: str) -> str | None:
+    """The text of a cell that is one `code span`, else None."""
+    match = re.fullmatch(r"`([^`]+)`", text)
+    return match.group(1) if match else None
+
+
+def as_value(text: str):
+    """A backticked suite value as Python: JSON numbers and booleans, else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def test_recipe_table_matches_every_cell_of_the_paper_experiments():
+    rows = recipe_rows()
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    checked = set()
+    for row in rows:
+        name = ticked(row["field"])
+        if name is None:
+            assert row["field"] == "—", f"field column of {row['setting']!r}: a `field` or —"
+            continue
+        assert name in fields, f"{row['setting']!r} names {name!r}, not a TrainConfig field"
+        value = ticked(row["suite default (paper experiments)"])
+        if value is None:  # per model (rho, theta): checked by tests/test_experiments.py
+            continue
+        expected = as_value(value)
+        for experiment in PAPER_CIFAR:
+            for cell in E.get(experiment).cells:
+                if experiment == "theta" and name == "theta":
+                    continue  # the sweep's own axis
+                assert getattr(cell, name) == expected, (experiment, name, getattr(cell, name), expected)
+        checked.add(name)
+    # Every setting COMMON_CIFAR makes is documented, and checked against the cells.
+    assert set(E.COMMON_CIFAR) - {"task"} <= checked
+    # Every row says where the official value comes from, or that there is none.
+    for row in rows:
+        official = row["official code (file:line)"]
+        assert re.search(r"\w+\.(py|sh|md):\d+", official) or official.startswith("none"), row["setting"]
+        assert row["why they differ"], row["setting"]
+
+
+def test_recipe_table_flags_what_rests_on_the_upstream_code():
+    # A row citing the upstream SSAM repository (VaSSO's own copy is not in our index)
+    # says *unverified*, and PyramidNet-110's alpha and block are unverified.
+    for row in recipe_rows():
+        text = " ".join(row.values())
+        if "SSAM " in row["official code (file:line)"]:
+            assert "*unverified*" in text, row["setting"]
+    pyramid = next(row for row in recipe_rows() if row["setting"] == "PyramidNet-110")
+    assert "*unverified*" in pyramid["why they differ"]
+    assert ticked(pyramid["suite default (paper experiments)"]) == str(TrainConfig("cifar").pyramidnet_alpha)
+
+
+def test_slurm_plan_shows_the_official_settings(capsys, tmp_path):
+    from slurm import cli
+
+    assert cli.main(["plan", "cifar10", "--runs-dir", str(tmp_path)]) == 0
+    shared = capsys.readouterr().out.splitlines()[-1]
+    assert shared.startswith("every cell: ")
+    settings = dict(item.split("=", 1) for item in shared.removeprefix("every cell: ").split())
+    assert {k: settings[k] for k in ("schedule", "bn_stats", "cutout_prob", "norm_stats",
+                                     "epochs", "batch_size", "lr", "momentum")} == {
+        "schedule": "cosine-epoch", "bn_stats": "both", "cutout_prob": "0.5",
+        "norm_stats": "official", "epochs": "200", "batch_size": "128", "lr": "0.05",
+        "momentum": "0.9"}
+    assert "experiment" not in settings and "model" not in settings  # model varies: in the table
