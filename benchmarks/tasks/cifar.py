@@ -5,9 +5,9 @@ extracted official archives); it is downloaded only with ``--download``. Trainin
 augmentation, as the official VaSSO code: RandomCrop(32, padding=4),
 RandomHorizontalFlip, ToTensor, Normalize, then Cutout 16x16 with probability
 ``cutout_prob`` (:class:`benchmarks.data.Augmentation`), the patch zeroed after
-normalisation. ``norm_stats`` picks the statistics: the official code's CIFAR-10 values
-for both datasets ("official"), or each dataset's own ("dataset"); docs/recipe.md. Both splits are
-:class:`benchmarks.data.AugmentedImages`: the DataLoader path applies each sample's
+normalisation. ``norm_stats`` picks the statistics: the official code's CIFAR-10
+values for both datasets ("official"), or each dataset's own ("dataset"); see
+docs/recipe.md. Both splits are :class:`benchmarks.data.AugmentedImages`: the DataLoader path applies each sample's
 drawn augmentation with torchvision's functional transforms, and the fast path
 (``--fast``, ``benchmarks.fast.DeviceCIFAR.from_dataset``) applies the very same
 draws on the device. The draws are pure functions of (seed, epoch), so runs resume
