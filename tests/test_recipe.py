@@ -182,3 +182,21 @@ def test_slurm_plan_shows_the_official_settings(capsys, tmp_path):
         "norm_stats": "official", "epochs": "200", "batch_size": "128", "lr": "0.05",
         "momentum": "0.9"}
     assert "experiment" not in settings and "model" not in settings  # model varies: in the table
+
+
+def test_recipe_experiment_ablates_one_preference_at_a_time():
+    recipe = E.get("recipe")
+    settings = ("schedule", "bn_stats", "norm_stats", "cutout_prob")
+    official = {k: E.COMMON_CIFAR[k] for k in settings}
+    seen = set()
+    paper = {(c.optimizer, c.seed): c for c in E.get("cifar10").cells if c.model == "resnet18"}
+    for cell in recipe.cells:
+        changed = {k: getattr(cell, k) for k in settings if getattr(cell, k) != official[k]}
+        assert len(changed) <= 1, changed  # one deviation per column, or none
+        seen.add(tuple(changed.items()))
+        # Everything else is the paper's CIFAR-10 ResNet-18 cell of the same method and seed.
+        twin = dataclasses.replace(paper[(cell.optimizer, cell.seed)], experiment="recipe", **changed)
+        assert twin == cell
+    assert seen == {(), (("schedule", "cosine"),), (("bn_stats", "first"),),
+                    (("norm_stats", "dataset"),), (("cutout_prob", 1.0),)}
+    assert len(recipe.cells) == 5 * 2 * 3
