@@ -35,16 +35,21 @@ _WHEN = {
 
 def caption(grid: Grid) -> str:
     stats = "mean ± sample standard deviation over seeds, number of seeds in brackets; best mean per column in bold."
-    if not any(g.reference for g in grid.groups):
+    if not referenced_columns(grid):
         return f"Test accuracy (%) {_WHEN[grid.metric]}: {stats}"
     text = (
         f"Test accuracy (%): {stats} Beside the paper's value both statistics: (final) at the final "
         "epoch; (best) at the best epoch, the highest test accuracy over epochs, which the official "
         "code reports (\"Max Test Acc1\") and the one to compare with the paper's."
     )
-    if any(not g.reference for g in grid.groups):
+    if set(grid.columns) - referenced_columns(grid):
         text += f" Columns without a paper value: {_WHEN[grid.metric]}."
     return f"{text} {REFERENCE_NOTE}."
+
+
+def referenced_columns(grid: Grid) -> set[str]:
+    """The columns where some cell has a paper value: they show final and best."""
+    return {g.column for g in grid.groups if g.reference}
 
 
 def _summary(group: Group, metric: str | None) -> tuple[int, float | None, float | None]:
@@ -121,7 +126,7 @@ def _cell(group: Group | None, best: float | None, style: _Style, metric: str | 
 def _layout(grid: Grid, style: _Style) -> tuple[list[str], list[list[str]]]:
     """Header and body rows, cells already in `style`."""
     best = {metric: best_means(grid, metric) for metric in (None, "final", "best")}
-    with_reference = {c for c in grid.columns if any(g.reference for g in grid.groups if g.column == c)}
+    with_reference = referenced_columns(grid)
     header = [style.escape(grid.row_field)]
     for column in grid.columns:
         if column in with_reference:  # like with like: the paper's value beside the best epoch

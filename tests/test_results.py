@@ -162,3 +162,23 @@ def test_the_paper_value_sits_beside_the_best_epoch_and_the_final_one_is_shown_t
 def test_unknown_metric_is_refused(tmp_path):
     with pytest.raises(ValueError, match="metric must be one of"):
         collect(golden_experiment(tmp_path), runs_dir=tmp_path, metric="last", slurm_jobs=NO_SLURM)
+
+
+def test_a_column_with_a_paper_value_for_some_methods_is_still_split(tmp_path):
+    """CIFAR-100 ResNet-18 has paper values for SAM and VaSSO only: the column shows final
+    and best for every method, and the caption does not speak of columns without one."""
+    from test_results_fixtures import cifar_cell, write_done
+    from benchmarks.experiments import Experiment
+
+    cells = []
+    for optimizer in ("sgd", "sam"):
+        cfg = dataclasses.replace(cifar_cell(tmp_path, "cifar100", "resnet18", optimizer, 0),
+                                  dataset="cifar100")
+        write_done(cfg, 78.0, best=79.0)
+        cells.append(cfg)
+    grid = collect(Experiment("cifar100", "Table 2", tuple(cells)), runs_dir=tmp_path, slurm_jobs=NO_SLURM)
+    text = markdown(grid)
+    assert "| optimizer | resnet18 (final) | resnet18 (best) | ≈paper |" in text
+    assert "| sgd | **78.00** (1) | **79.00** (1) |  |" in text  # a tie: both bold
+    assert "| sam | **78.00** (1) | **79.00** (1) | ≈81.0 |" in text
+    assert "Columns without a paper value" not in text
