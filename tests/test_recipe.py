@@ -200,3 +200,39 @@ def test_recipe_experiment_ablates_one_preference_at_a_time():
     assert seen == {(), (("schedule", "cosine"),), (("bn_stats", "first"),),
                     (("norm_stats", "dataset"),), (("cutout_prob", 1.0),)}
     assert len(recipe.cells) == 5 * 2 * 3
+
+
+def test_evaluation_leaves_the_global_rng_to_the_model(tmp_path):
+    """The official VGG-11-BN draws dropout masks from the global torch RNG; the
+    DataLoader path's evaluation must not draw from it (the fast path does not), or the
+    two paths train the same cell with other masks after the first evaluation."""
+    from benchmarks.engine import StopSignals, Trainer
+    from benchmarks.rundir import RunDir
+    from benchmarks.tasks import get_task
+
+    cfg = TrainConfig("digits", epochs=1, batch_size=32, progress="none", runs_dir=str(tmp_path))
+    task = get_task("digits")
+    trainer = Trainer(cfg, task, task.load_data(cfg), torch.device("cpu"), RunDir(run_dir(cfg)),
+                      StopSignals())
+    state = torch.get_rng_state()
+    trainer.evaluate()
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.slow
+def test_vgg_dropout_gives_the_same_run_on_both_paths(tmp_path):
+    from bench_fixtures import write_cifar10
+
+    write_cifar10(tmp_path / "data")
+
+    def cell(fast: str) -> TrainConfig:
+        return TrainConfig("cifar", model="vgg11_bn", optimizer="vasso", rho=0.1, theta=0.4,
+                           epochs=2, max_steps=2, batch_size=8, num_workers=0, progress="none",
+                           data_dir=str(tmp_path / "data"), runs_dir=str(tmp_path / fast),
+                           device="cpu", fast=fast)
+
+    off, on = cell("off"), cell("on")
+    engine.train(off)
+    engine.train(on)
+    for a, b in zip(read_metrics(run_dir(off)), read_metrics(run_dir(on))):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6), a
