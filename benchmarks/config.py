@@ -48,16 +48,20 @@ ASAM_SCALES = ("weights", "all")
 # What each task can train, and its defaults for the task-dependent fields.
 TASK_DATASETS: dict[str, tuple[str, ...]] = {
     "digits": ("digits",),
+    "mnist1d": ("mnist1d",),
     "cifar": ("cifar10", "cifar100"),
 }
 TASK_MODELS: dict[str, tuple[str, ...]] = {
     "digits": ("digits_cnn",),
+    "mnist1d": ("mnist1d_cnn",),
     "cifar": ("vgg11_bn", "resnet18", "wrn28_10", "pyramidnet110"),
 }
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # Seconds on a laptop CPU: the embedded demo and the tests.
     "digits": dict(dataset="digits", model="digits_cnn", lr=0.05, weight_decay=5e-4,
                    epochs=30, batch_size=64, cutout_prob=0.0),
+    "mnist1d": dict(dataset="mnist1d", model="mnist1d_cnn", lr=0.05, weight_decay=5e-4,
+                    epochs=30, batch_size=64, cutout_prob=0.0),
     # The official VaSSO CIFAR recipe: 200 epochs, batch 128, lr 0.05, wd 1e-3, cutout always.
     "cifar": dict(dataset="cifar10", model="resnet18", lr=0.05, weight_decay=1e-3,
                   epochs=200, batch_size=128, cutout_prob=1.0),
@@ -191,8 +195,8 @@ class TrainConfig:
             raise bad("label_smoothing", "must lie in [0, 1)")
         if not 0 <= self.cutout_prob <= 1:
             raise bad("cutout_prob", "must lie in [0, 1]")
-        if self.task == "digits" and self.cutout_prob > 0:
-            raise bad("cutout_prob", "the digits task has no augmentation; use 0")
+        if self.task in ("digits", "mnist1d") and self.cutout_prob > 0:
+            raise bad("cutout_prob", f"the {self.task} task has no augmentation; use 0")
         for name in ("epochs", "batch_size", "ascent_every", "eval_every", "pyramidnet_alpha"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be an integer >= 1")

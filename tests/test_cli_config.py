@@ -74,7 +74,7 @@ def test_help_lists_every_field_with_choices():
         if f.name != "task":
             assert "--" + f.name.replace("_", "-") in text
     assert "{sgd,sam,asam,gsam,vasso}" in text
-    assert "{digits,cifar}" in text
+    assert "{digits,mnist1d,cifar}" in text
     assert "VaSSO averaging weight" in text
 
 
