@@ -51,10 +51,12 @@ ASAM_SCALES = ("weights", "all")
 # What each task can train, and its defaults for the task-dependent fields.
 TASK_DATASETS: dict[str, tuple[str, ...]] = {
     "digits": ("digits",),
+    "mnist1d": ("mnist1d",),
     "cifar": ("cifar10", "cifar100"),
 }
 TASK_MODELS: dict[str, tuple[str, ...]] = {
     "digits": ("digits_cnn",),
+    "mnist1d": ("mnist1d_cnn",),
     "cifar": ("vgg11_bn", "resnet18", "wrn28_10", "pyramidnet110"),
 }
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -62,6 +64,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": dict(dataset="digits", model="digits_cnn", lr=0.05, weight_decay=5e-4,
                    epochs=30, batch_size=64, cutout_prob=0.0, norm_stats="dataset",
                    schedule="cosine", bn_stats="first"),
+    "mnist1d": dict(dataset="mnist1d", model="mnist1d_cnn", lr=0.05, weight_decay=5e-4,
+                    epochs=30, batch_size=64, cutout_prob=0.0, norm_stats="dataset",
+                    schedule="cosine", bn_stats="first"),
     # The official VaSSO CIFAR recipe (docs/recipe.md): 200 epochs, batch 128, lr 0.05,
     # wd 1e-3, Cutout 16x16 with probability 0.5, the official code's CIFAR-10 statistics,
     # its per-epoch cosine and BatchNorm statistics from both passes.
@@ -206,10 +211,11 @@ class TrainConfig:
             raise bad("label_smoothing", "must lie in [0, 1)")
         if not 0 <= self.cutout_prob <= 1:
             raise bad("cutout_prob", "must lie in [0, 1]")
-        if self.task == "digits" and self.cutout_prob > 0:
-            raise bad("cutout_prob", "the digits task has no augmentation; use 0")
-        if self.task == "digits" and self.norm_stats != "dataset":
-            raise bad("norm_stats", "the digits task standardises by its own statistics; use dataset")
+        if self.task in ("digits", "mnist1d") and self.cutout_prob > 0:
+            raise bad("cutout_prob", f"the {self.task} task has no augmentation; use 0")
+        if self.task != "cifar" and self.norm_stats != "dataset":
+            raise bad("norm_stats", f"the {self.task} task standardises by its own statistics; "
+                      "use dataset")
         for name in ("epochs", "batch_size", "ascent_every", "eval_every", "pyramidnet_alpha"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be an integer >= 1")

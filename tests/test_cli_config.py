@@ -74,12 +74,12 @@ def test_help_lists_every_field_with_choices():
         if f.name != "task":
             assert "--" + f.name.replace("_", "-") in text
     assert "{sgd,sam,asam,gsam,vasso}" in text
-    assert "{digits,cifar}" in text
+    assert "{digits,mnist1d,cifar}" in text
     assert "VaSSO averaging weight" in text
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"task": "mnist"}, "valid tasks: digits, cifar"),
+    ({"task": "mnist"}, "valid tasks: digits, mnist1d, cifar"),
     ({"task": "cifar", "dataset": "svhn"}, "cifar10, cifar100"),
     ({"task": "cifar", "model": "resnet50"}, "vgg11_bn, resnet18, wrn28_10, pyramidnet110"),
     ({"task": "digits", "optimizer": "adam"}, "sgd, sam, asam, gsam, vasso"),
