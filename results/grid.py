@@ -66,7 +66,15 @@ class Group:
 
     @property
     def values(self) -> list[float]:
-        return [run.accuracy for run in self.runs if run.state == "done" and run.accuracy is not None]
+        return self.values_at(None)
+
+    def values_at(self, metric: str | None, collapsed: bool = True) -> list[float]:
+        """The finished seeds' test accuracies: of the grid's metric (None), or of
+        "final" / "best" (a table beside the paper's value shows both);
+        ``collapsed=False`` leaves out the collapsed runs (benchmarks.collapse)."""
+        done = [run for run in self.runs if run.state == "done" and (collapsed or not run.collapsed)]
+        found = [run.accuracy if metric is None else run.accuracies.get(metric) for run in done]
+        return [value for value in found if value is not None]
 
     @property
     def n(self) -> int:
@@ -93,11 +101,6 @@ class Group:
     def diverged(self) -> int:
         """Runs that failed on a non-finite loss: no final accuracy, so in no statistic."""
         return sum(run.diverged for run in self.runs)
-
-    @property
-    def values_without_collapsed(self) -> list[float]:
-        return [run.accuracy for run in self.runs
-                if run.state == "done" and run.accuracy is not None and not run.collapsed]
 
 
 @dataclass

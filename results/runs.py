@@ -55,6 +55,7 @@ class Run:
     path: Path
     state: str
     accuracy: float | None = None  # test accuracy (%) of the chosen metric, when done
+    accuracies: dict[str, float | None] = field(default_factory=dict)  # of every metric, when done
     error: str | None = None  # one line from error.json, when failed
     error_type: str | None = None  # the exception's name from error.json, when failed
     collapse: dict[str, Any] | None = None  # result.json's record of a collapsed run, when done
@@ -197,6 +198,7 @@ def load_run(
             return Run(cfg, path, "invalid", problems=[Problem(path / "result.json", message)])
         collapse = result.get("collapse")
         return Run(cfg, path, "done", accuracy=accuracy,
+                   accuracies={m: read_accuracy(result, m) for m in METRICS},
                    collapse=collapse if isinstance(collapse, dict) else None)
 
     holder = _holder_state(path, slurm_jobs or {}, submitted)
