@@ -71,9 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from benchmarks.experiments import get
 
+    from benchmarks.rundir import check_writable
+
     try:
         experiment = get(args.experiment, args.experiments_module)
-    except ValueError as exc:
+        # Before reading a single run: an unwritable --out is bad input, not a traceback.
+        check_writable(args.out, "--out")
+    except ValueError as exc:  # ConfigError is a ValueError
         print(f"python -m results: {exc}", file=sys.stderr)
         return 2
     written, problems = render(experiment, args.runs_dir, args.out, args.metric)

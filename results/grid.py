@@ -28,6 +28,7 @@ from pathlib import Path
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from benchmarks.rundir import SWEEP
 from benchmarks.runstate import read_jobs, scheduler_queue
 
 from .reference import ReferenceTable, ReferenceValue
@@ -185,7 +186,7 @@ def collect(
     if slurm_jobs is None:  # ask squeue once for the whole table, not once per directory
         slurm_jobs = scheduler_queue() or {}
     # Submitted but not yet started, a Slurm cell is known only to slurm/'s ledger.
-    submitted = read_jobs(root / experiment.name / ".sweep") if slurm_jobs else {}
+    submitted = read_jobs(root / experiment.name / SWEEP) if slurm_jobs else {}
 
     groups: dict[str, Group] = {}
     seen: set[Path] = set()

@@ -1,21 +1,25 @@
-"""``python -m slurm plan|launch|status|retry|collect EXPERIMENT``.
+"""``python -m slurm plan|launch|status|retry|collect|repair EXPERIMENT``.
 
 - ``plan``: every cell (id, the fields that vary, state) and the counts per
   state; submits nothing.
-- ``launch``: submits the cells that are neither done, running nor failed
-  (``retry`` reruns failed ones), grouped per resource class, one job array
-  each; returns without waiting unless ``--wait``.
+- ``launch``: submits the cells that are neither done, running, failed nor
+  invalid (``retry`` reruns failed ones), grouped per resource class, one job
+  array each; returns without waiting unless ``--wait``. It holds the sweep's
+  launch lock while it decides and submits.
 - ``status``: like plan, with the scheduler's job ids.
 - ``retry``: relaunches the failed cells only (error.json; the engine clears it
   when the cell restarts).
 - ``collect``: the done cells' final metrics as a compact table
   (``python -m results`` renders the paper's tables).
+- ``repair``: moves the damaged files of invalid cells aside (into the run
+  directory's ``damaged/<time>/``; nothing is deleted), so a launch reruns them.
+
+Every command names the invalid cells and why they are invalid.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -25,7 +29,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.config import to_argv
+from benchmarks.config import ConfigError, to_argv
+from benchmarks.rundir import WriteFailed
+from benchmarks.runstate import repair
 
 from . import sweep
 from .job import PROJECT_ROOT, CellJob
@@ -38,10 +44,10 @@ from .resources import (
     query_partition,
     resources_for,
 )
-from .sweep import ACTIVE, DONE, FAILED, CellStatus, SweepError
+from .sweep import ACTIVE, DONE, FAILED, INVALID, CellStatus, SweepError
 
 EXECUTORS = ("slurm", "local", "debug")
-COMMANDS = ("plan", "launch", "status", "retry", "collect")
+COMMANDS = ("plan", "launch", "status", "retry", "collect", "repair")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMAND_FUNCS[args.command](args)
-    except SweepError as exc:
+    except (SweepError, ConfigError, WriteFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -121,6 +127,11 @@ def _resources(args, cfg) -> Resources:
 
 
 def _check_resource_args(args) -> None:
+    # Parsed here, before the launch takes its lock: bad input writes nothing.
+    if args.time:
+        parse_minutes(args.time)
+    if args.mem:
+        parse_mem_gb(args.mem)
     for name in ("gpus", "cpus", "array_parallelism", "signal_delay", "parallel", "max_requeues"):
         value = getattr(args, name)
         least = 0 if name in ("gpus", "signal_delay", "max_requeues") else 1
@@ -150,6 +161,18 @@ def _print_states(experiment, statuses: list[CellStatus], with_jobs: bool) -> No
     counts = sweep.count_states(statuses)
     summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
     print(f"\n{len(statuses)} cells: {summary}")
+    _report_invalid(experiment, statuses)
+
+
+def _report_invalid(experiment, statuses: list[CellStatus]) -> None:
+    """Name every invalid cell and its reason (on stderr), and the command that repairs them."""
+    invalid = [s for s in statuses if s.state == INVALID]
+    for s in invalid:
+        print(f"invalid: {s.path}: {s.reason}", file=sys.stderr)
+    if invalid:
+        print(f"{len(invalid)} invalid cell(s) are left alone: `python -m slurm repair "
+              f"{experiment.name}` moves their damaged files aside so that a launch reruns them",
+              file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- commands
@@ -174,7 +197,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_launch(args) -> int:
-    return _launch(args, want=lambda s: s.state not in (DONE, FAILED, *ACTIVE))
+    return _launch(args, want=lambda s: s.state not in (DONE, FAILED, INVALID, *ACTIVE))
 
 
 def cmd_retry(args) -> int:
@@ -189,21 +212,39 @@ def cmd_collect(args) -> int:
     for s in statuses:
         if s.state != DONE:
             continue
-        try:
-            result = json.loads((s.path / "result.json").read_text())
-            final, best = result["final"], result["best"]
-            rows.append([
-                s.cell, *(getattr(s.cfg, f) for f in fields),
-                f"{final['test_acc']:.2f}", f"{final['test_loss']:.4f}",
-                f"{best['test_acc']:.2f}", str(best["epoch"]), f"{result.get('time_s', 0):.0f}",
-            ])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            print(f"skipped {s.path / 'result.json'}: unreadable ({exc})", file=sys.stderr)
+        result = s.detail.result  # validated by the classifier: finite final and best test_acc
+        final, best = result["final"], result["best"]
+        rows.append([
+            s.cell, *(getattr(s.cfg, f) for f in fields),
+            f"{final['test_acc']:.2f}", _number(final.get("test_loss"), ".4f"),
+            f"{best['test_acc']:.2f}", str(best.get("epoch", "")), _number(result.get("time_s"), ".0f"),
+        ])
     headers = ["cell", *fields, "test_acc", "test_loss", "best_acc", "best_epoch", "time_s"]
     print(f"{experiment.name}: {len(rows)} of {len(statuses)} cells done (final test metrics; "
           f"`python -m results {experiment.name}` renders the table)")
     if rows:
         print(_table(headers, rows))
+    _report_invalid(experiment, statuses)
+    return 0
+
+
+def _number(value, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
+
+
+def cmd_repair(args) -> int:
+    experiment, cells = _select(args)
+    statuses = sweep.cell_states(cells, experiment.name, sweep.scheduler_queue())
+    repaired = 0
+    for s in statuses:
+        if s.state != INVALID:
+            continue
+        moved = repair(s.path, s.detail)
+        if moved is not None:
+            repaired += 1
+            print(f"{s.cell}: {s.reason}; moved {', '.join(s.detail.damaged)} to {moved}")
+    print(f"{experiment.name}: {repaired} invalid cell(s) repaired"
+          + (f"; `python -m slurm launch {experiment.name}` reruns them" if repaired else ""))
     return 0
 
 
@@ -211,30 +252,35 @@ def _launch(args, want) -> int:
     _check_resource_args(args)
     executor = _executor(args)
     experiment, cells = _select(args)
-    # Ask the scheduler whatever the executor: a cell that a Slurm job holds
-    # must not be started a second time by a local or debug launch.
-    statuses = sweep.cell_states(cells, experiment.name, sweep.scheduler_queue())
-    chosen = [s for s in statuses if want(s)]
-    counts = sweep.count_states(statuses)
-    skipped = ", ".join(f"{n} {state}" for state, n in counts.items() if n and state in (DONE, FAILED, *ACTIVE))
-    if args.command == "launch" and counts[FAILED]:
-        print(f"{counts[FAILED]} failed cell(s) left alone: "
-              f"`python -m slurm retry {experiment.name}` reruns them")
-    if not chosen:
-        print(f"{experiment.name}: nothing to {args.command} ({skipped or 'no cells'})")
-        return 0
-    fields = sweep.varying_fields(list(experiment.cells))
-    classes: dict[Resources, list[CellStatus]] = defaultdict(list)
-    for s in chosen:
-        classes[_resources(args, s.cfg)].append(s)
-    launchers = {"slurm": _submit_slurm, "local": _run_local, "debug": _run_debug}
-    code = launchers[executor](args, experiment, classes, fields)
+    # One launch at a time decides and submits: a concurrent one waits, then sees
+    # these cells as pending.
+    with sweep.launch_lock(sweep.sweep_dir(cells, experiment.name)) as release:
+        # Ask the scheduler whatever the executor: a cell that a Slurm job holds
+        # must not be started a second time by a local or debug launch.
+        statuses = sweep.cell_states(cells, experiment.name, sweep.scheduler_queue())
+        chosen = [s for s in statuses if want(s)]
+        counts = sweep.count_states(statuses)
+        left = (DONE, FAILED, INVALID, *ACTIVE)
+        skipped = ", ".join(f"{n} {state}" for state, n in counts.items() if n and state in left)
+        if args.command == "launch" and counts[FAILED]:
+            print(f"{counts[FAILED]} failed cell(s) left alone: "
+                  f"`python -m slurm retry {experiment.name}` reruns them")
+        _report_invalid(experiment, statuses)
+        if not chosen:
+            print(f"{experiment.name}: nothing to {args.command} ({skipped or 'no cells'})")
+            return 0
+        fields = sweep.varying_fields(list(experiment.cells))
+        classes: dict[Resources, list[CellStatus]] = defaultdict(list)
+        for s in chosen:
+            classes[_resources(args, s.cfg)].append(s)
+        launchers = {"slurm": _submit_slurm, "local": _run_local, "debug": _run_debug}
+        code = launchers[executor](args, experiment, classes, fields, release)
     if args.wait and executor == "slurm":
         code = _wait_for(experiment, [s.cfg for s in chosen])
     return code
 
 
-def _submit_slurm(args, experiment, classes, fields) -> int:
+def _submit_slurm(args, experiment, classes, fields, release) -> int:
     import submitit  # imported here: plan/status/collect do not need it
 
     # Every check happens before the first submission: all or nothing.
@@ -270,7 +316,8 @@ def _submit_slurm(args, experiment, classes, fields) -> int:
             params["gpus_per_node"] = res.gpus
         executor.update_parameters(**params)
         with executor.batch():
-            jobs = [executor.submit(CellJob(to_argv(s.cfg), str(s.path))) for s in group]
+            jobs = [executor.submit(CellJob(to_argv(s.cfg), str(s.path), threads=s.cfg.threads))
+                    for s in group]
         ids = {s.cell: job.job_id for s, job in zip(group, jobs)}
         sweep.record_jobs(folder, "slurm", ids)
         submitted.update(ids)
@@ -286,20 +333,20 @@ def _local_cells(classes, fields) -> tuple[list[LocalCell], int]:
     """The local runner's cells, and the most CPUs any of them asks for
     (which sizes the default parallelism)."""
     cells = [
-        LocalCell(s.cell, _label(s, fields), to_argv(s.cfg), str(s.path), threads=res.cpus)
+        LocalCell(s.cell, _label(s, fields), to_argv(s.cfg), str(s.path), threads=s.cfg.threads)
         for res, group in classes.items() for s in group
     ]
     return cells, max(res.cpus for res in classes)
 
 
-def _run_local(args, experiment, classes, fields) -> int:
+def _run_local(args, experiment, classes, fields, release) -> int:
     cells, most_cpus = _local_cells(classes, fields)
     parallel = args.parallel or max(1, (os.cpu_count() or 1) // most_cpus)
     folder = sweep.sweep_dir([s.cfg for group in classes.values() for s in group], experiment.name)
     log_dir = folder / "logs"
     if args.wait:
         print(f"running {len(cells)} cell(s), {parallel} at a time; logs in {log_dir}")
-        codes = run_cells(cells, parallel, log_dir)
+        codes = run_cells(cells, parallel, log_dir, on_claimed=release)
         failed = [c for c, rc in codes.items() if rc != 0]
         print(f"{len(codes) - len(failed)} of {len(cells)} cell(s) finished"
               + (f"; not done: {', '.join(failed)}" if failed else ""))
@@ -333,9 +380,10 @@ def _run_local(args, experiment, classes, fields) -> int:
     return 0
 
 
-def _run_debug(args, experiment, classes, fields) -> int:
+def _run_debug(args, experiment, classes, fields, release) -> int:
     from benchmarks.engine import train  # in-process: breakpoints and pdb work
 
+    release()  # each cell takes its own lock as it trains
     for group in classes.values():
         for s in group:
             print(f"debug: training {s.cell} ({_label(s, fields)}) in-process")
@@ -360,4 +408,5 @@ COMMAND_FUNCS = {
     "launch": cmd_launch,
     "retry": cmd_retry,
     "collect": cmd_collect,
+    "repair": cmd_repair,
 }
