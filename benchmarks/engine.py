@@ -47,6 +47,7 @@ a cell gives the same numbers wherever it runs on one machine.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import random
@@ -513,12 +514,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if done is not None:
         print(f"{rundir.path}: already done (result.json exists); nothing to train", flush=True)
         return done
+    existed = rundir.path.is_dir()
     rundir.check_writable()
     rundir.check_config(cfg)
-    with rundir.lock():
-        rundir.remove_temporaries()  # of writes a killed run left behind
-        done = rundir.finished_result()  # finished while we waited for the lock
-        return done if done is not None else _train_locked(cfg, rundir)
+    try:
+        with rundir.lock():
+            rundir.remove_temporaries()  # of writes a killed run left behind
+            done = rundir.finished_result()  # finished while we waited for the lock
+            return done if done is not None else _train_locked(cfg, rundir)
+    except ConfigError:
+        if not existed:  # bad input (missing or damaged data) leaves no trace
+            with contextlib.suppress(OSError):
+                rundir.path.rmdir()  # only if empty
+        raise
 
 
 def _train_locked(cfg: TrainConfig, rundir: RunDir) -> dict[str, Any]:
@@ -534,7 +542,7 @@ def _train_locked(cfg: TrainConfig, rundir: RunDir) -> dict[str, Any]:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
-        rundir.begin(cfg, device, data.record, threads=threads)
+        rundir.begin(cfg, device, data.record, threads=threads, **data.meta)
         with StopSignals() as stop:
             return Trainer(cfg, task, data, device, rundir, stop).run()
     except (ConfigError, Preempted):

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
+from benchmarks.runstate import read_jobs
 from slurm import cli, sweep
 from test_slurm_local import metric_epochs, statuses, wait_until, write_experiments
 
@@ -36,7 +38,7 @@ def queue_of(jobs) -> dict[str, list[str]]:
 def settle(module, runs, name, timeout_s=240) -> list:
     """Wait until no cell of ``name`` is queued or running. A requeued job waits
     for its BeginTime (Slurm holds requeued jobs ~2 minutes); release it at once."""
-    jobs = set(sweep.read_jobs(runs / name / ".sweep").values())
+    jobs = set(read_jobs(runs / name / ".sweep").values())
 
     def quiet():
         for job, (state, reason) in queue_of(jobs).items():
@@ -58,7 +60,7 @@ def test_launch_runs_each_cell_once_as_a_job_array_and_relaunch_submits_nothing(
     assert code == 0 and "submitted job array" in out and "2 cell(s) submitted" in out, out
     cells = settle(module, runs, "tiny")
     assert [c.state for c in cells] == ["done", "done"]
-    ledger = sweep.read_jobs(runs / "tiny" / ".sweep")
+    ledger = read_jobs(runs / "tiny" / ".sweep")
     for c in cells:
         assert job_ids(c.path) == [ledger[c.cell]]  # one job worked on it, the array task we submitted
         assert metric_epochs(c.path) == [1, 2]
@@ -87,7 +89,7 @@ def test_scontrol_requeue_resumes_the_cell_from_its_checkpoint(capsys, sweep_env
     code, out = run_cli(capsys, module, runs, "launch", "long", "--time", "10")
     assert code == 0, out
     [cell] = statuses(module, runs, "long")
-    job = sweep.read_jobs(runs / "long" / ".sweep")[cell.cell]
+    job = read_jobs(runs / "long" / ".sweep")[cell.cell]
     wait_until(lambda: (cell.path / "metrics.jsonl").exists(), 120, "the first epoch")
     subprocess.run(["scontrol", "requeue", job], check=True)
     [cell] = settle(module, runs, "long")
@@ -105,7 +107,7 @@ def test_a_time_limit_checkpoints_requeues_and_resumes(capsys, tmp_path, slurm_c
     code, out = run_cli(capsys, module, runs, "launch", "long", "--time", "2", "--signal-delay", "30")
     assert code == 0, out
     [cell] = statuses(module, runs, "long")
-    job = sweep.read_jobs(runs / "long" / ".sweep")[cell.cell]
+    job = read_jobs(runs / "long" / ".sweep")[cell.cell]
 
     def resumed():
         for j, (state, reason) in queue_of({job}).items():
@@ -140,3 +142,59 @@ def test_failed_cell_shows_failed_and_retry_resubmits_only_it(capsys, sweep_env)
     assert (by_lr[0.05].state, by_lr[1e30].state) == ("done", "failed")
     assert (bad.path / "error.json").stat().st_mtime_ns > first_error
     assert len(job_ids(good.path)) == 1
+
+
+def test_a_cell_gives_identical_metrics_locally_directly_and_on_slurm(capsys, tmp_path, slurm_cluster):
+    """One answer per cell: the engine pins its threads (--threads, 1 for digits), so a
+    demo-like digits cell run by the local executor, by a bare `python -m benchmarks`
+    (no OMP_NUM_THREADS, as a user types it) and by a Slurm job with two CPUs gives
+    bit-identical metrics."""
+    import dataclasses
+    import os
+    import sys
+
+    from benchmarks.config import run_dir, to_argv
+    from bench_fixtures import read_metrics, read_result
+
+    module = write_experiments(tmp_path, long_epochs=2)  # full digits epochs, batch 32
+    on_slurm, local, direct = tmp_path / "slurm", tmp_path / "local", tmp_path / "direct"
+    code, out = run_cli(capsys, module, on_slurm, "launch", "long", "--time", "5", "--cpus", "2")
+    assert code == 0, out
+    [slurm_cell] = settle(module, on_slurm, "long")
+    assert slurm_cell.state == "done"
+    code = cli.main(["launch", "long", "--executor", "local", "--wait",
+                     "--experiments-module", str(module), "--runs-dir", str(local)])
+    assert code == 0
+    cfg = dataclasses.replace(slurm_cell.cfg, runs_dir=str(direct))
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    subprocess.run([sys.executable, "-m", "benchmarks", *to_argv(cfg)], env=env, check=True,
+                   capture_output=True)
+    runs = [slurm_cell.path, run_dir(dataclasses.replace(cfg, runs_dir=str(local))), run_dir(cfg)]
+    metrics = [read_metrics(r) for r in runs]
+    results = [read_result(r) for r in runs]
+    assert metrics[0] == metrics[1] == metrics[2]
+    assert results[0] == results[1] == results[2]
+    threads = [json.loads((r / "meta.json").read_text())["threads"]["intra_op"] for r in runs]
+    assert threads == [1, 1, 1]
+
+
+def test_concurrent_launches_submit_each_cell_once(tmp_path, slurm_cluster):
+    import os
+    import sys
+
+    module, runs = write_experiments(tmp_path), tmp_path / "runs"
+    root = Path(__file__).resolve().parent.parent
+    argv = [sys.executable, "-m", "slurm", "launch", "tiny", "--executor", "slurm", "--time", "5",
+            "--experiments-module", str(module), "--runs-dir", str(runs)]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    launches = [subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=300)[0] for p in launches]
+    assert all(p.returncode == 0 for p in launches), outs
+    assert sum("2 cell(s) submitted" in out for out in outs) == 1, outs
+    ledger = (runs / "tiny" / ".sweep" / "jobs.jsonl").read_text().splitlines()
+    assert len(ledger) == 2, ledger
+    cells = settle(module, runs, "tiny")
+    assert [c.state for c in cells] == ["done", "done"]
+    assert all(len(job_ids(c.path)) == 1 for c in cells)
