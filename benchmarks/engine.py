@@ -47,7 +47,6 @@ a cell gives the same numbers wherever it runs on one machine.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import random
@@ -514,7 +513,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if done is not None:
         print(f"{rundir.path}: already done (result.json exists); nothing to train", flush=True)
         return done
-    existed = rundir.path.is_dir()
+    existed = rundir.existing_ancestor()
     rundir.check_writable()
     rundir.check_config(cfg)
     try:
@@ -523,9 +522,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             done = rundir.finished_result()  # finished while we waited for the lock
             return done if done is not None else _train_locked(cfg, rundir)
     except ConfigError:
-        if not existed:  # bad input (missing or damaged data) leaves no trace
-            with contextlib.suppress(OSError):
-                rundir.path.rmdir()  # only if empty
+        rundir.remove_empty(upto=existed)  # bad input (missing or damaged data) leaves no trace
         raise
 
 

@@ -370,9 +370,37 @@ class RunDir:
         return self.path / name
 
     # -- before training: is it done, is it this cell, may we write ----------------------
+    def existing_ancestor(self) -> pathlib.Path:
+        """The nearest folder of the run directory's path that exists (maybe itself)."""
+        folder = self.path
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        return folder
+
     def check_writable(self) -> None:
-        """ConfigError (exit 2) when the cell's folder cannot be created and written."""
-        check_writable(self.path, "the run directory")
+        """ConfigError (exit 2) when the run directory cannot be written, found by a
+        probe in its nearest existing folder (nothing is created)."""
+        folder = self.existing_ancestor()
+        probe = folder / f".probe.tmp{os.getpid()}"
+        try:
+            if not folder.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, f"{folder} is not a folder")
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise ConfigError(f"the run directory {self.path} is not writable ({folder}: "
+                              f"{err.strerror or err}); pass a writable --runs-dir") from None
+
+    def remove_empty(self, upto: pathlib.Path) -> None:
+        """Remove the run directory and its parents below ``upto`` while they are empty
+        (what a run that stopped on bad input created); never anything with content."""
+        folder = self.path
+        while folder != upto and upto in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
 
     def finished_result(self) -> dict[str, Any] | None:
         """result.json's content when the cell is done, else None; ConfigError when
@@ -410,13 +438,17 @@ class RunDir:
             mine = lock.get("host") == socket.gethostname()
             return lock_alive(lock, None if mine else scheduler_queue())
 
+        with writing(self.path):
+            self.path.mkdir(parents=True, exist_ok=True)
         return locked(self.file(LOCK), alive)
 
     def remove_temporaries(self) -> list[str]:
         """Delete the temporary files of writes a killed run left behind (hold the lock)."""
         removed = []
         for entry in self.path.iterdir():
-            if entry.is_file() and is_temporary(entry.name) and not entry.name.startswith(LOCK):
+            # Not a lock's or a claim's: another process may be taking it right now.
+            held = LOCK in entry.name or CLAIM in entry.name
+            if entry.is_file() and is_temporary(entry.name) and not held:
                 entry.unlink(missing_ok=True)
                 removed.append(entry.name)
         return removed

@@ -183,8 +183,8 @@ def collect(
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     root = resolve_runs_dir(runs_dir)
     references = references if references is not None else ReferenceTable.load()
-    if slurm_jobs is None:  # ask squeue once for the whole table, not once per directory
-        slurm_jobs = scheduler_queue() or {}
+    if slurm_jobs is None:  # ask squeue once for the whole table (None: no scheduler answers)
+        slurm_jobs = scheduler_queue()
     # Submitted but not yet started, a Slurm cell is known only to slurm/'s ledger.
     submitted = read_jobs(root / experiment.name / SWEEP) if slurm_jobs else {}
 

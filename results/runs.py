@@ -72,11 +72,13 @@ def load_run(
 ) -> Run:
     """Classify the run directory `path` that should hold the cell `cfg` (fields `expected_fields`).
 
-    `slurm_jobs`: {job id: state} from `benchmarks.runstate.scheduler_queue()`;
+    `slurm_jobs`: {job id: state} from `benchmarks.runstate.scheduler_queue()` (None when
+    no scheduler answers);
     `submitted`: the cell's last Slurm job in the sweep's ledger (`benchmarks.runstate.read_jobs`).
     """
     ledger = {path.name: submitted} if submitted else {}
-    state = classify(path, expected_fields, Holders(ledger, dict(slurm_jobs or {})))
+    queue = None if slurm_jobs is None else dict(slurm_jobs)  # None: no scheduler answered
+    state = classify(path, expected_fields, Holders(ledger, queue))
     if state.state == INVALID:
         damaged = path / state.damaged[0] if len(state.damaged) == 1 else path
         return Run(cfg, path, INVALID, problems=[Problem(damaged, f"{state.reason}; skipped")])

@@ -113,6 +113,8 @@ DAMAGES = {
         json.dumps({"slurm_job_ids": ["8_0", "9_0"]}))), "running", None),
     "stale-engine-lock": (lambda p, c: (_started(p, c), (p / rundir.LOCK).write_text(
         json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}))), "stopped", None),
+    "another-hosts-lock-whose-job-left": (lambda p, c: (_started(p, c), (p / rundir.LOCK).write_text(
+        json.dumps({"pid": 1, "host": "elsewhere", "slurm_job_id": "5_0"}))), "stopped", None),
     "live-engine-lock": (lambda p, c: (_started(p, c), rundir.acquire_lock(p / rundir.LOCK, rundir.owner())),
                          "running", None),
     "empty-directory": (lambda p, c: p.mkdir(parents=True), "not launched", None),
@@ -326,6 +328,56 @@ def test_an_unwritable_runs_dir_is_bad_input_for_every_command(tmp_path, capsys)
     assert results_main(["demo", "--runs-dir", str(tmp_path / "none"), "--out", str(blocker / "out")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--out" in err and "not writable" in err
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A read-only file system (a tmpfs mounted ro); skips where mounting is not allowed."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                           capture_output=True, text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mount.stderr.strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_read_only_runs_dir_is_one_line_and_exit_2(read_only_folder):
+    cfg = tiny(read_only_folder / "runs")
+    out = subprocess.run([sys.executable, "-m", "benchmarks", *to_argv(cfg)], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == EXIT_BAD_INPUT
+    assert len(out.stderr.strip().splitlines()) == 1 and "Read-only file system" in out.stderr
+
+
+def test_a_disk_that_fills_mid_run_ends_in_one_line_and_the_cell_resumes(tmp_path, reference):
+    """A real full disk: a tmpfs with room for two checkpoints, not for a third
+    (the new one is written beside checkpoint.pt and checkpoint.prev.pt)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    size = 2.5 * (reference / rundir.CHECKPOINT).stat().st_size + 32 * 1024
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={int(size) // 4096 * 4096}",
+                            "tmpfs", str(folder)], capture_output=True, text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mount.stderr.strip()}")
+    try:
+        cfg = tiny(folder / "runs")
+        run = run_dir(cfg)
+        argv = [sys.executable, "-m", "benchmarks", *to_argv(cfg)]
+        out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert out.returncode == EXIT_FAILED, out.stderr
+        assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+        assert f"cannot write {run / rundir.CHECKPOINT}" in out.stderr and "ENOSPC" in out.stderr
+        assert json.loads((run / rundir.ERROR).read_text())["errno"] == errno.ENOSPC
+        assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
+        subprocess.run(["mount", "-o", "remount,size=16m", str(folder)], check=True)  # space freed
+        out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert "resuming" in out.stdout
+        same_run(run, reference)
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
