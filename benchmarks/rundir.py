@@ -55,7 +55,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from .config import LOCATION_FIELDS, ConfigError, TrainConfig, cell_fields
+from .config import ConfigError, TrainConfig, cell_fields
 
 CONFIG, META, METRICS = "config.json", "meta.json", "metrics.jsonl"
 CHECKPOINT, PREVIOUS_CHECKPOINT = "checkpoint.pt", "checkpoint.prev.pt"

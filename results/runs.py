@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.rundir import METRICS as METRICS_FILE
-from benchmarks.rundir import config_mismatch  # noqa: F401 - part of this module's reading API
-from benchmarks.runstate import DONE, FAILED, INVALID, STATES, Holders, classify
+from benchmarks.runstate import DONE, FAILED, INVALID, Holders, classify
 
 METRICS = ("final", "best")
 

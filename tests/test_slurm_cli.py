@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pickle
 import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
