@@ -45,6 +45,7 @@ class Run:
     path: Path
     state: str
     accuracy: float | None = None  # test accuracy (%) of the chosen metric, when done
+    accuracies: dict[str, float | None] = field(default_factory=dict)  # of every metric, when done
     error: str | None = None  # one line from error.json, when failed
     problems: list[Problem] = field(default_factory=list)
 
@@ -82,7 +83,8 @@ def load_run(
         damaged = path / state.damaged[0] if len(state.damaged) == 1 else path
         return Run(cfg, path, INVALID, problems=[Problem(damaged, f"{state.reason}; skipped")])
     if state.state == DONE:
-        return Run(cfg, path, DONE, accuracy=read_accuracy(state.result, metric))
+        return Run(cfg, path, DONE, accuracy=read_accuracy(state.result, metric),
+                   accuracies={m: read_accuracy(state.result, m) for m in METRICS})
     if state.state == FAILED:
         return Run(cfg, path, FAILED, error=state.reason)
     return Run(cfg, path, state.state)
