@@ -162,8 +162,8 @@ class TrainConfig:
                      "auto = on for cifar on CUDA; on = also on the CPU (eager); "
                      "only the cifar task has one", FAST, default="auto")
     threads: int | None = _opt("torch intra-op threads, pinned so a cell gives the same numbers "
-                               "wherever it runs on one machine (default: per task, 1 for digits, "
-                               "4 for cifar)", default=None)
+                               "wherever it runs on one machine (default: per task, 1 for digits "
+                               "and mnist1d, 4 for cifar)", default=None)
 
     def __post_init__(self) -> None:
         if self.task not in TASK_DEFAULTS:
