@@ -435,6 +435,11 @@ class RunDir:
         from .runstate import scheduler_queue  # asked only to judge another host's lock
 
         def alive(lock: dict[str, Any]) -> bool:
+            job = lock.get("slurm_job_id")
+            if job and job == slurm_job_id():
+                # Our own Slurm job, an earlier start of it (requeued, maybe on another
+                # node): a job runs one engine at a time, so that one is gone.
+                return False
             mine = lock.get("host") == socket.gethostname()
             return lock_alive(lock, None if mine else scheduler_queue())
 

@@ -67,3 +67,20 @@ def test_the_ledger_gives_each_cells_last_slurm_job(tmp_path):
     text = "".join(json.dumps(line) + "\n" for line in lines) + '{"cell": "c", "job'  # cut by a crash
     (tmp_path / rundir.LEDGER).write_text(text)
     assert runstate.read_jobs(tmp_path) == {"a": "11_0"}
+
+
+def test_a_requeued_job_takes_over_the_lock_of_its_earlier_start_on_another_node(tmp_path, monkeypatch):
+    run = rundir.RunDir(tmp_path / "cell")
+    run.path.mkdir()
+    earlier = {"pid": 1, "host": "node-that-was-preempted", "slurm_job_id": "77_1", "token": "x"}
+    (run.path / rundir.LOCK).write_text(json.dumps(earlier))
+    monkeypatch.setattr(runstate, "scheduler_queue", lambda: {"77_1": "RUNNING"})
+    for name in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_ID"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(rundir.LockHeld):  # another job's engine, whose job still runs
+        with run.lock():
+            pass
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    with run.lock() as mine:  # the same job, started again: its earlier engine is gone
+        assert rundir.read_lock(run.path / rundir.LOCK)["token"] == mine["token"]
