@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
+from pathlib import Path
 
 import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_hex
 
 from benchmarks.experiments import Experiment, get
-from results.cli import main, render
+from results.cli import EmptyRendering, build_parser, main, render
 from results.grid import collect
 from results.plots import PALETTE, method_colour, plot_curves, plot_sweep, save
 from test_results_fixtures import cifar_cell, golden_experiment, write_done, write_metrics
@@ -164,8 +165,59 @@ def test_cli_renders_a_users_own_experiments_module(tmp_path, capsys, monkeypatc
 
 
 def test_cli_renders_an_unlaunched_experiment(tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
     assert main(["demo", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert f"wrote {tmp_path / 'out/tables/demo.md'}" in out and "no figure" in out
     table = (tmp_path / "out/tables/demo.md").read_text()
     assert "| vasso | — |" in table and "not launched" in table
+
+
+def test_cli_refuses_a_runs_dir_that_does_not_exist_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["demo", "--runs-dir", str(tmp_path / "nonexistent"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"runs dir {tmp_path / 'nonexistent'} (--runs-dir) does not exist" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_cli_never_replaces_a_table_with_numbers_by_an_empty_one_unless_asked(tmp_path, capsys):
+    runs, elsewhere, out = tmp_path / "runs", tmp_path / "elsewhere", tmp_path / "out"
+    experiment = sweep_experiment(runs, "theta", "theta", (0.2, 1.0), {"vasso": 0})
+    elsewhere.mkdir()
+    render(experiment, runs, out, "final")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert len(before) == 6
+
+    with pytest.raises(EmptyRendering, match=r"holds numbers: kept it.*--overwrite-empty"):
+        render(experiment, elsewhere, out, "final")  # a typo in --runs-dir: nothing is done there
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+    # Asked: the empty table replaces it, and the figures it would contradict go.
+    written, _ = render(experiment, elsewhere, out, "final", overwrite_empty=True)
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["theta.md", "theta.tex"]
+    assert "| vasso | — | — |" in (out / "tables/theta.md").read_text()
+    # Now the table has no numbers: an empty rendering may replace it without the flag.
+    render(experiment, elsewhere, out, "final")
+
+
+def test_cli_empty_rendering_is_one_line_and_exit_2(tmp_path, capsys):
+    runs, elsewhere, out = tmp_path / "runs", tmp_path / "elsewhere", tmp_path / "out"
+    elsewhere.mkdir()
+    write_done(dataclasses.replace(get("demo").cells[0], runs_dir=str(runs)), final=91.0)
+    assert main(["demo", "--runs-dir", str(runs), "--out", str(out)]) == 0
+    table = (out / "tables/demo.md").read_text()
+    capsys.readouterr()
+    assert main(["demo", "--runs-dir", str(elsewhere), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "--overwrite-empty" in err, err
+    assert (out / "tables/demo.md").read_text() == table
+    assert main(["demo", "--runs-dir", str(elsewhere), "--out", str(out), "--overwrite-empty"]) == 0
+    assert (out / "tables/demo.md").read_text() != table
+
+
+def test_outputs_live_outside_every_python_package():
+    """Generated tables and figures go to their own folder, not inside a package's (results/ is one)."""
+    repo = Path(__file__).resolve().parent.parent
+    out = repo / build_parser().parse_args(["demo"]).out
+    assert not any((folder / "__init__.py").exists() for folder in (out, *out.parents) if repo in (folder, *folder.parents))
