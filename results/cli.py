@@ -18,19 +18,20 @@ experiments, the ones `python -m slurm` swept with the same option.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.config import ArgumentParser
+
 from .grid import resolve_runs_dir
 from .runs import METRICS, Problem
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="python -m results",
         description="Tables (Markdown, LaTeX) and figures of one experiment from its run directories.",
     )

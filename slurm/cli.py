@@ -19,7 +19,6 @@ every chosen cell's dataset is on disk before starting any.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -31,7 +30,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.config import to_argv
+from benchmarks.config import ArgumentParser, to_argv
 
 from . import sweep
 from .job import PROJECT_ROOT, CellJob
@@ -50,8 +49,8 @@ EXECUTORS = ("slurm", "local", "debug")
 COMMANDS = ("plan", "launch", "status", "retry", "collect")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="python -m slurm",
         description="Run an experiment of benchmarks.experiments as a sweep of cells.",
     )

@@ -221,3 +221,11 @@ def test_outputs_live_outside_every_python_package():
     repo = Path(__file__).resolve().parent.parent
     out = repo / build_parser().parse_args(["demo"]).out
     assert not any((folder / "__init__.py").exists() for folder in (out, *out.parents) if repo in (folder, *folder.parents))
+
+
+def test_cli_a_bad_option_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exc_info:
+        main(["demo", "--metric", "worst"])
+    assert exc_info.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("python -m results: error: argument --metric: invalid choice") and "best" in line

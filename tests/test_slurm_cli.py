@@ -299,3 +299,12 @@ def test_an_engines_bad_input_message_reaches_the_cells_error_json(tmp_path):
     assert error["type"] == "BadInput" and error["exit_code"] == 2
     assert error["message"].startswith(f"cifar10 not found: {tmp_path / 'data' / 'cifar-10-batches-py'} lacks")
     assert "older start" not in error["message"] and str(tmp_path / "logs" / "c1.log") in error["message"]
+
+
+def test_an_unknown_command_is_one_line_naming_the_valid_ones(capsys):
+    with pytest.raises(SystemExit) as exc_info:
+        cli.main(["plam", "demo"])
+    assert exc_info.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("python -m slurm: error: argument command: invalid choice")
+    assert all(c in line for c in ("plan", "launch", "status", "retry", "collect")), line
