@@ -308,3 +308,38 @@ def test_an_unknown_command_is_one_line_naming_the_valid_ones(capsys):
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("python -m slurm: error: argument command: invalid choice")
     assert all(c in line for c in ("plan", "launch", "status", "retry", "collect")), line
+
+
+def fake_slurm(folder: Path, cpus: str, queue: str) -> str:
+    """A PATH whose sinfo and squeue print `cpus` (A/I/O/T) and `queue` (id|state|user|name lines)."""
+    folder.mkdir()
+    for name, text in (("sinfo", cpus), ("squeue", queue)):
+        (folder / name).write_text(f"#!/bin/sh\nprintf '%s' '{text}'\n")
+        (folder / name).chmod(0o755)
+    return f"{folder}:{os.environ['PATH']}"
+
+
+@pytest.mark.parametrize("cpus, queue, ours, busy", [
+    ("0/2/0/2\n", "", set(), None),
+    ("1/1/0/2\n", "7_0|RUNNING|ann|vasso-tiny\n", {"7_0"}, None),  # the test's own job
+    ("1/1/0/2\n", "7_0|RUNNING|ann|vasso-tiny\n", set(), "1 of 2 CPUs idle; squeue: 7_0 running (vasso-tiny, ann)"),
+    ("2/0/0/2\n", "4|RUNNING|root|vasso-long\n", set(), "0 of 2 CPUs idle; squeue: 4 running (vasso-long, root)"),
+    ("2/0/0/2\n", "4|RUNNING|root|a\n9|PENDING|bob|train\n", {"4"}, "0 of 2 CPUs idle; squeue: 9 pending (train, bob)"),
+])
+def test_slurm_tests_know_when_the_node_is_busy_and_say_so(tmp_path, monkeypatch, cpus, queue, ours, busy):
+    """The Slurm tests skip on a node busy with others' jobs (theirs would only queue), naming why;
+    under VASSO_REQUIRE_SLURM=1 (CI, an idle cluster of its own) they fail instead."""
+    import conftest
+
+    monkeypatch.setenv("PATH", fake_slurm(tmp_path / "bin", cpus, queue))
+    reason = conftest.slurm_node_busy(ours)
+    if busy is None:
+        assert reason is None
+        return
+    assert reason.startswith("the Slurm node is busy with other jobs: ") and busy in reason, reason
+    monkeypatch.delenv("VASSO_REQUIRE_SLURM", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="busy"):
+        conftest.skip_or_fail(reason)
+    monkeypatch.setenv("VASSO_REQUIRE_SLURM", "1")
+    with pytest.raises(pytest.fail.Exception, match="VASSO_REQUIRE_SLURM=1"):
+        conftest.skip_or_fail(reason)
