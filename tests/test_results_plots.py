@@ -6,10 +6,12 @@ import dataclasses
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_hex
 
+from benchmarks.config import TrainConfig
 from benchmarks.experiments import Experiment, get
 from results.cli import EmptyRendering, build_parser, main, render
 from results.grid import collect
@@ -32,9 +34,9 @@ def test_curves_one_line_per_method_with_its_colour_and_band(tmp_path):
     fig = plot_curves(grid, problems)
     resnet18, wrn28_10, vgg11_bn = fig.axes[:3]
     assert [ax.get_title() for ax in (resnet18, wrn28_10, vgg11_bn)] == ["resnet18", "wrn28_10", "vgg11_bn"]
-    assert lines_by_label(resnet18) == {"sgd, n=3": 1, "sam, n=3": 1, "vasso, n=3": 1}
+    assert lines_by_label(resnet18) == {"sgd (n=3)": 1, "sam (n=3)": 1, "vasso (n=3)": 1}
     for line in resnet18.lines:
-        method = line.get_label().split(",")[0]
+        method = line.get_label().split(" ")[0]
         assert to_hex(line.get_color()) == PALETTE[method]
         assert list(line.get_xdata()) == [1, 2, 3]
     # The mean curve: sgd's seeds end at 96.0, 96.2, 96.4 (fixture: final-2, final-1, final).
@@ -42,7 +44,7 @@ def test_curves_one_line_per_method_with_its_colour_and_band(tmp_path):
     assert list(sgd.get_ydata()) == pytest.approx([94.2, 95.2, 96.2])
     # A ±1 std band per method with several seeds; none for wrn28_10's single finished sgd seed.
     assert sum(isinstance(c, PolyCollection) for c in resnet18.collections) == 3
-    assert lines_by_label(wrn28_10) == {"sgd, n=1": 1} and not wrn28_10.collections
+    assert lines_by_label(wrn28_10) == {"sgd (n=1)": 1} and not wrn28_10.collections
     assert not vgg11_bn.lines
     assert problems == []
 
@@ -76,10 +78,10 @@ def test_noise_figure_one_line_per_method_over_noise_rates(tmp_path):
                                   {"sgd": 0, "sam": 1, "vasso": 2})
     fig = plot_sweep(collect(experiment, runs_dir=tmp_path, slurm_jobs=NO_SLURM))
     [ax] = fig.axes
-    assert ax.get_xlabel() == "label_noise"
+    assert ax.get_xlabel() == "label noise (%)"
     assert lines_by_label(ax) == {"sgd": 1, "sam": 1, "vasso": 1}
     vasso = next(line for line in ax.lines if line.get_label() == "vasso")
-    assert list(vasso.get_xdata()) == [0.25, 0.5, 0.75]
+    assert list(vasso.get_xdata()) == [25, 50, 75]
     assert [round(y, 6) for y in vasso.get_ydata()] == [85.0, 87.5, 90.0]  # 82 + 10x + mean(0, 1)
     assert to_hex(vasso.get_color()) == PALETTE["vasso"]
 
@@ -229,3 +231,38 @@ def test_cli_a_bad_option_is_one_line(capsys):
     assert exc_info.value.code == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("python -m results: error: argument --metric: invalid choice") and "best" in line
+
+
+def spread_experiment(root) -> Experiment:
+    """SAM and GSAM on digits with 40% label noise; two seeds far apart near 0 % and near 100 %."""
+    cells = []
+    for optimizer in ("sam", "gsam"):
+        for seed, curve in enumerate(([1.0, 60.0, 99.9], [30.0, 80.0, 90.0])):
+            cfg = TrainConfig("digits", optimizer=optimizer, seed=seed, label_noise=0.4, experiment="d",
+                              runs_dir=str(root))
+            write_done(cfg, curve[-1], curve=curve)
+            cells.append(cfg)
+    return Experiment("d", "Digits with 40% label noise", tuple(cells), columns=("label_noise",))
+
+
+def test_curves_bands_stay_within_0_and_100_and_the_legend_names_them(tmp_path):
+    fig = plot_curves(collect(spread_experiment(tmp_path), runs_dir=tmp_path, slurm_jobs=NO_SLURM))
+    [ax] = fig.axes
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 2
+    for band in bands:
+        ys = np.concatenate([path.vertices[:, 1] for path in band.get_paths()])
+        assert ys.min() == 0.0 and ys.max() == 100.0  # mean ± std reaches -5.4 and 101.9 here
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend == ["sam (n=2)", "gsam (n=2)", "shaded: ±1 std over seeds"]
+
+
+def test_curves_read_as_a_paper_figure(tmp_path):
+    fig = plot_curves(collect(spread_experiment(tmp_path), runs_dir=tmp_path, slurm_jobs=NO_SLURM))
+    [ax] = fig.axes
+    assert ax.get_title() == "label noise 40%"
+    assert fig._suptitle.get_text() == "Digits with 40% label noise"  # no second, contradicting title
+    sam, gsam = ax.lines
+    dashes = [line._unscaled_dash_pattern for line in (sam, gsam)]  # get_linestyle() says "--" for any dashes
+    assert dashes[0] != dashes[1], "SAM and GSAM often coincide: colour alone hides one"
+    assert all(band.get_alpha() <= 0.15 for band in ax.collections)  # overlapping bands stay light
