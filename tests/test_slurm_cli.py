@@ -343,3 +343,18 @@ def test_slurm_tests_know_when_the_node_is_busy_and_say_so(tmp_path, monkeypatch
     monkeypatch.setenv("VASSO_REQUIRE_SLURM", "1")
     with pytest.raises(pytest.fail.Exception, match="VASSO_REQUIRE_SLURM=1"):
         conftest.skip_or_fail(reason)
+
+
+def test_a_slurm_jobs_bad_input_reaches_error_json_and_the_jobs_failure(tmp_path, monkeypatch):
+    """In a job the engine writes to the job's stderr file; its exit-2 line is what the cell records."""
+    log = tmp_path / "42_0_log.err"
+    log.write_text("python -m benchmarks: error: an earlier start's reason\n")
+    monkeypatch.setattr(job_mod, "_submitit_stderr", lambda: log)
+    line = "python -m benchmarks: error: --batch-size=4096 exceeds the 1347 training samples"
+    monkeypatch.setattr(job_mod, "engine_command",
+                        lambda argv, python=None: ["sh", "-c", f"echo '{line}' >> {log}; exit 2"])
+    with pytest.raises(CellFailed, match="rejected the cell \\(exit 2\\): --batch-size=4096 exceeds"):
+        CellJob(["digits"], str(tmp_path / "cell"), poll_s=0.05)()
+    error = json.loads((tmp_path / "cell" / "error.json").read_text())
+    assert error["type"] == "BadInput" and error["written_by"] == "slurm"
+    assert error["message"] == f"--batch-size=4096 exceeds the 1347 training samples (the engine's output: {log})"
