@@ -51,7 +51,7 @@ def method_colour(method: str) -> str:
 
 
 def _panels(count: int) -> tuple[Figure, list[Axes]]:
-    cols = min(count, 3)
+    cols = 2 if count == 4 else min(count, 3)  # four panels as 2x2, not 3 + 1
     rows = -(-count // cols)
     # At least 6.4 in wide, so that the title of a one-panel figure fits (wrapped).
     fig, axes = plt.subplots(rows, cols, figsize=(max(4.2 * cols, 6.4), 3.6 * rows), squeeze=False)
@@ -71,18 +71,32 @@ def _draw(ax: Axes, x, mean, std, label: str, colour: str, style) -> None:
         ax.fill_between(x, low, high, color=colour, alpha=0.12, linewidth=0, zorder=1)
 
 
+def _legend_entries(ax: Axes) -> tuple[list, list[str]]:
+    handles, labels = ax.get_legend_handles_labels()
+    if ax.collections:  # say what the shading is
+        handles.append(Patch(color="0.5", alpha=0.25, linewidth=0))
+        labels.append(BAND_LABEL)
+    return handles, labels
+
+
 def _finish(fig: Figure, axes: list[Axes], xlabel: str, title: str) -> Figure:
     for ax in axes:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
-        if ax.lines:
-            handles, labels = ax.get_legend_handles_labels()
-            if ax.collections:  # say what the shading is, once per panel
-                handles.append(Patch(color="0.5", alpha=0.25, linewidth=0))
-                labels.append(BAND_LABEL)
-            ax.legend(handles, labels, fontsize="small")
     fig.suptitle(title, fontsize="medium")
+    entries = [_legend_entries(ax) for ax in axes if ax.lines]
+    if len(entries) > 1 and all(labels == entries[0][1] for _, labels in entries):
+        # Every panel would repeat the same legend: one, under the panels.
+        handles, labels = entries[0]
+        columns = min(len(labels), 6)
+        fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize="small", frameon=False)
+        rows = -(-len(labels) // columns)
+        fig.tight_layout(rect=(0, 0.25 * rows / fig.get_figheight(), 1, 1))
+        return fig
+    for ax in axes:
+        if ax.lines:
+            ax.legend(*_legend_entries(ax), fontsize="small")
     fig.tight_layout()
     return fig
 

@@ -233,15 +233,16 @@ def test_cli_a_bad_option_is_one_line(capsys):
     assert line.startswith("python -m results: error: argument --metric: invalid choice") and "best" in line
 
 
-def spread_experiment(root) -> Experiment:
-    """SAM and GSAM on digits with 40% label noise; two seeds far apart near 0 % and near 100 %."""
+def spread_experiment(root, noise=(0.4,)) -> Experiment:
+    """SAM and GSAM on digits with label noise; two seeds far apart near 0 % and near 100 %."""
     cells = []
-    for optimizer in ("sam", "gsam"):
-        for seed, curve in enumerate(([1.0, 60.0, 99.9], [30.0, 80.0, 90.0])):
-            cfg = TrainConfig("digits", optimizer=optimizer, seed=seed, label_noise=0.4, experiment="d",
-                              runs_dir=str(root))
-            write_done(cfg, curve[-1], curve=curve)
-            cells.append(cfg)
+    for rate in noise:
+        for optimizer in ("sam", "gsam"):
+            for seed, curve in enumerate(([1.0, 60.0, 99.9], [30.0, 80.0, 90.0])):
+                cfg = TrainConfig("digits", optimizer=optimizer, seed=seed, label_noise=rate, experiment="d",
+                                  runs_dir=str(root))
+                write_done(cfg, curve[-1], curve=curve)
+                cells.append(cfg)
     return Experiment("d", "Digits with 40% label noise", tuple(cells), columns=("label_noise",))
 
 
@@ -266,3 +267,14 @@ def test_curves_read_as_a_paper_figure(tmp_path):
     dashes = [line._unscaled_dash_pattern for line in (sam, gsam)]  # get_linestyle() says "--" for any dashes
     assert dashes[0] != dashes[1], "SAM and GSAM often coincide: colour alone hides one"
     assert all(band.get_alpha() <= 0.15 for band in ax.collections)  # overlapping bands stay light
+
+
+def test_panels_with_the_same_legend_share_one_under_them(tmp_path):
+    experiment = spread_experiment(tmp_path, noise=(0.2, 0.4, 0.6, 0.8))
+    fig = plot_curves(collect(experiment, runs_dir=tmp_path, slurm_jobs=NO_SLURM))
+    assert [ax.get_title() for ax in fig.axes] == ["label noise 20%", "label noise 40%", "label noise 60%",
+                                                   "label noise 80%"]
+    assert len({ax.get_position().x0 for ax in fig.axes}) == 2  # four panels as 2x2
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    [legend] = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["sam (n=2)", "gsam (n=2)", "shaded: ±1 std over seeds"]
