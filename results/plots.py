@@ -53,7 +53,7 @@ def method_colour(method: str) -> str:
 def _panels(count: int) -> tuple[Figure, list[Axes]]:
     cols = 2 if count == 4 else min(count, 3)  # four panels as 2x2, not 3 + 1
     rows = -(-count // cols)
-    # At least 6.4 in wide, so that the title of a one-panel figure fits (wrapped).
+    # At least 6.4 in wide (a paper's text width), so that a one-panel figure's title fits.
     fig, axes = plt.subplots(rows, cols, figsize=(max(4.2 * cols, 6.4), 3.6 * rows), squeeze=False)
     flat = list(axes.flat)
     for spare in flat[count:]:
@@ -68,7 +68,8 @@ def _draw(ax: Axes, x, mean, std, label: str, colour: str, style) -> None:
         # An accuracy lies in [0, 100]: a band beyond would show values no seed can reach.
         low = [max(m - s, 0.0) for m, s in zip(mean, std)]
         high = [min(m + s, 100.0) for m, s in zip(mean, std)]
-        ax.fill_between(x, low, high, color=colour, alpha=0.12, linewidth=0, zorder=1)
+        # Light: where the bands of several methods overlap (early epochs) they stay readable.
+        ax.fill_between(x, low, high, color=colour, alpha=0.1, linewidth=0, zorder=1)
 
 
 def _legend_entries(ax: Axes) -> tuple[list, list[str]]:
