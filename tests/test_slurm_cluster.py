@@ -153,3 +153,16 @@ def test_failed_cell_shows_failed_and_retry_resubmits_only_it(capsys, sweep_env,
     assert (by_lr[0.05].state, by_lr[1e30].state) == ("done", "failed")
     assert (bad.path / "error.json").stat().st_mtime_ns > first_error
     assert len(job_ids(good.path)) == 1
+
+
+def test_a_cell_the_engine_rejects_records_the_engines_reason(capsys, sweep_env, slurm_node_free):
+    """Exit 2 writes nothing by design; the job's supervisor takes the engine's line from the job's log."""
+    module, runs = sweep_env
+    code, out = run_cli(capsys, module, runs, "launch", "reject", "--time", "5")
+    assert code == 0, out
+    [cell] = settle(module, runs, "reject")
+    assert cell.state == "failed"
+    error = json.loads((cell.path / "error.json").read_text())
+    assert error["type"] == "BadInput", error
+    assert error["message"].startswith("--batch-size=4096 exceeds the 1347 training samples (the engine's output: ")
+    assert "_log.err" in error["message"], error["message"]
