@@ -176,7 +176,7 @@ def test_help_shows_every_real_default_and_each_tasks_own(capsys):
 
     text = help_text()
     assert "default: None" not in text and text.count("(default:") == len(dataclasses.fields(TrainConfig)) - 1
-    assert "--epochs INT number of epochs (default: 30 for digits; 200 for cifar)" in text
+    assert "--epochs INT number of epochs (default: 30 for digits, mnist1d; 200 for cifar)" in text
     assert "--rho FLOAT perturbation radius, rho_max for GSAM (default: 0.05 for sgd, sam, gsam, vasso; 0.5 for asam)" in text
     assert "--data-dir STR dataset root (default: $VASSO_DATA, else ./data)" in text
     assert "--theta FLOAT VaSSO averaging weight theta in (0, 1]; 1 is SAM (default: 0.9)" in text
