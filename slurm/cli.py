@@ -9,12 +9,12 @@
 - ``retry``: relaunches the failed cells only (error.json; the engine clears it
   when the cell restarts); stopped cells are named with the ``launch`` that
   resumes them.
+- ``collect``: the done cells' final metrics as a compact table
+  (``python -m results`` renders the paper's tables).
 
 A runs dir that does not exist is an error for every command but ``launch``
 (which creates it) and its dry run ``plan``. ``launch`` and ``retry`` check that
 every chosen cell's dataset is on disk before starting any.
-- ``collect``: the done cells' final metrics as a compact table
-  (``python -m results`` renders the paper's tables).
 """
 
 from __future__ import annotations
