@@ -262,7 +262,7 @@ def test_curves_read_as_a_paper_figure(tmp_path):
     fig = plot_curves(collect(spread_experiment(tmp_path), runs_dir=tmp_path, slurm_jobs=NO_SLURM))
     [ax] = fig.axes
     assert ax.get_title() == "label noise 40%"
-    assert fig._suptitle.get_text() == "Digits with 40% label noise"  # no second, contradicting title
+    assert fig.get_suptitle() == "Digits with 40% label noise"  # no second, contradicting title
     sam, gsam = ax.lines
     dashes = [line._unscaled_dash_pattern for line in (sam, gsam)]  # get_linestyle() says "--" for any dashes
     assert dashes[0] != dashes[1], "SAM and GSAM often coincide: colour alone hides one"
