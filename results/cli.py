@@ -60,8 +60,11 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-# A table cell with a number: "92.59 ± 1.10 (3)", "**92.59** (2/3)", "92.59 $\\pm$ 1.10 (3)".
-_NUMBER_CELL = re.compile(r"\d\.\d\d[^()|&\n]{0,24}\(\d+(?:/\d+)?\)")
+# A table cell with a number, between the Markdown or LaTeX cell delimiters:
+# "| 92.59 ± 1.10 (3) |", "| **92.59** (2/3) |", "& \\textbf{92.59 $\\pm$ 1.10} (3) \\\\".
+_NUMBER_CELL = re.compile(
+    r"[|&] (?:\*\*|\\textbf\{)?\d+\.\d\d(?: (?:±|\$\\pm\$) \d+\.\d\d)?(?:\*\*|\})? \(\d+(?:/\d+)?\) (?=[|&]|\\\\)"
+)
 
 
 def tables_with_numbers(out: Path, name: str) -> list[Path]:

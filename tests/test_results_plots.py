@@ -13,7 +13,7 @@ from matplotlib.colors import to_hex
 
 from benchmarks.config import TrainConfig
 from benchmarks.experiments import Experiment, get
-from results.cli import EmptyRendering, build_parser, main, render
+from results.cli import EmptyRendering, build_parser, main, render, tables_with_numbers
 from results.grid import collect
 from results.plots import PALETTE, method_colour, plot_curves, plot_sweep, save
 from test_results_fixtures import cifar_cell, golden_experiment, write_done, write_metrics
@@ -190,6 +190,7 @@ def test_cli_never_replaces_a_table_with_numbers_by_an_empty_one_unless_asked(tm
     render(experiment, runs, out, "final")
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert len(before) == 6
+    assert tables_with_numbers(out, "theta") == [out / "tables/theta.md", out / "tables/theta.tex"]
 
     with pytest.raises(EmptyRendering, match=r"holds numbers: kept it.*--overwrite-empty"):
         render(experiment, elsewhere, out, "final")  # a typo in --runs-dir: nothing is done there
@@ -199,6 +200,7 @@ def test_cli_never_replaces_a_table_with_numbers_by_an_empty_one_unless_asked(tm
     written, _ = render(experiment, elsewhere, out, "final", overwrite_empty=True)
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["theta.md", "theta.tex"]
     assert "| vasso | — | — |" in (out / "tables/theta.md").read_text()
+    assert tables_with_numbers(out, "theta") == []
     # Now the table has no numbers: an empty rendering may replace it without the flag.
     render(experiment, elsewhere, out, "final")
 
