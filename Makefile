@@ -20,8 +20,8 @@ help:  ## list the targets
 
 install: $(STAMP)  ## create .venv, install the pinned dependencies and `vasso` (editable: import it anywhere)
 
-# The stamp is rebuilt only when the requirements change: a second
-# `make install` is a no-op.
+# The stamp is rebuilt only when the requirements, the install script or the
+# package definition (pyproject.toml) change: a second `make install` is a no-op.
 $(STAMP): requirements.txt requirements-lock.txt scripts/install.sh pyproject.toml
 	@PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/install.sh
 	@touch $@
