@@ -26,7 +26,8 @@ from benchmarks import rundir
 from benchmarks.config import ConfigError, TrainConfig, cell_fields, cell_id, run_dir
 # The one classifier of a cell's state, shared with results/.
 from benchmarks.runstate import (ACTIVE, DONE, FAILED, INVALID, NOT_LAUNCHED, PENDING, RUNNING,
-                                 STATES, STOPPED, CellState, Holders, classify, scheduler_queue)
+                                 STATES, STOPPED, CellState, Holders, classify, read_jobs,
+                                 scheduler_queue)
 
 
 class SweepError(ValueError):
