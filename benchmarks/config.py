@@ -200,9 +200,8 @@ class TrainConfig:
     fast: str = _opt("the fast path (data augmented on the device, the step in a CUDA graph): "
                      "auto = on for cifar on CUDA; on = also on the CPU (eager); "
                      "only the cifar task has one", FAST, default="auto")
-    threads: int | None = _opt("torch intra-op threads, pinned so a cell gives the same numbers "
-                               "wherever it runs on one machine (default: per task, 1 for digits "
-                               "and mnist1d, 4 for cifar)", default=None)
+    threads: int | None = _opt("torch intra-op threads, pinned so that a cell gives the same "
+                               "numbers wherever it runs on one machine", default=None)
 
     def __post_init__(self) -> None:
         if self.task not in TASK_DEFAULTS:

@@ -302,33 +302,33 @@ def _launch(args, want) -> int:
     _check_resource_args(args)
     executor = _executor(args)
     experiment, cells = _select(args, runs_must_exist=args.command != "launch")
-    # One launch at a time decides and submits: a concurrent one waits, then sees
-    # these cells as pending.
+    # Ask the scheduler whatever the executor: a cell that a Slurm job holds
+    # must not be started a second time by a local or debug launch.
+    statuses = sweep.cell_states(cells, experiment.name, sweep.scheduler_queue())
+    chosen = [s for s in statuses if want(s)]
+    counts = sweep.count_states(statuses)
+    if args.command == "launch" and counts[FAILED]:
+        print(f"{counts[FAILED]} failed cell(s) left alone: "
+              f"`python -m slurm retry {experiment.name}{_same_options(args)}` reruns them")
+    _report_invalid(experiment, statuses)
+    fields = sweep.varying_fields(list(experiment.cells))
+    stopped = [s for s in statuses if s.state == STOPPED]
+    if args.command == "retry" and stopped:
+        # retry reruns failed cells; a stopped one (started, nothing runs it) resumes with launch.
+        print(f"{len(stopped)} stopped cell(s), not retried: "
+              f"`python -m slurm launch {experiment.name}{_same_options(args)}` resumes them from their checkpoints")
+        for s in stopped:
+            print(f"  {s.cell}  {_label(s, fields)}  stopped")
+    if not chosen:
+        return _nothing_to(args, experiment, counts)
+    _check_data(chosen)
+    # One launch at a time decides and submits: the states are read again under the
+    # sweep's lock, so a concurrent launch that took these cells meanwhile is seen.
     with sweep.launch_lock(sweep.sweep_dir(cells, experiment.name)) as release:
-        # Ask the scheduler whatever the executor: a cell that a Slurm job holds
-        # must not be started a second time by a local or debug launch.
         statuses = sweep.cell_states(cells, experiment.name, sweep.scheduler_queue())
         chosen = [s for s in statuses if want(s)]
-        counts = sweep.count_states(statuses)
-        if args.command == "launch" and counts[FAILED]:
-            print(f"{counts[FAILED]} failed cell(s) left alone: "
-                  f"`python -m slurm retry {experiment.name}{_same_options(args)}` reruns them")
-        _report_invalid(experiment, statuses)
-        fields = sweep.varying_fields(list(experiment.cells))
-        stopped = [s for s in statuses if s.state == STOPPED]
-        if args.command == "retry" and stopped:
-            # retry reruns failed cells; a stopped one (started, nothing runs it) resumes with launch.
-            print(f"{len(stopped)} stopped cell(s), not retried: "
-                  f"`python -m slurm launch {experiment.name}{_same_options(args)}` resumes them from their checkpoints")
-            for s in stopped:
-                print(f"  {s.cell}  {_label(s, fields)}  stopped")
         if not chosen:
-            left = (DONE, FAILED, INVALID, *ACTIVE)
-            shown = counts if args.command == "retry" else {k: n for k, n in counts.items() if k in left}
-            summary = ", ".join(f"{n} {state}" for state, n in shown.items() if n)
-            print(f"{experiment.name}: nothing to {args.command} ({summary or 'no cells'})")
-            return 0
-        _check_data(chosen)
+            return _nothing_to(args, experiment, sweep.count_states(statuses))
         classes: dict[Resources, list[CellStatus]] = defaultdict(list)
         for s in chosen:
             classes[_resources(args, s.cfg)].append(s)
@@ -337,6 +337,14 @@ def _launch(args, want) -> int:
     if args.wait and executor == "slurm":
         code = _wait_for(experiment, [s.cfg for s in chosen])
     return code
+
+
+def _nothing_to(args, experiment, counts: dict[str, int]) -> int:
+    left = (DONE, FAILED, INVALID, *ACTIVE)
+    shown = counts if args.command == "retry" else {k: n for k, n in counts.items() if k in left}
+    summary = ", ".join(f"{n} {state}" for state, n in shown.items() if n)
+    print(f"{experiment.name}: nothing to {args.command} ({summary or 'no cells'})")
+    return 0
 
 
 def _submit_slurm(args, experiment, classes, fields, release) -> int:

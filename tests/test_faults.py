@@ -325,7 +325,7 @@ def test_an_unwritable_runs_dir_is_bad_input_for_every_command(tmp_path, capsys)
     assert len(err.strip().splitlines()) == 1 and "not writable" in err
 
     from results.cli import main as results_main
-    assert results_main(["demo", "--runs-dir", str(tmp_path / "none"), "--out", str(blocker / "out")]) == 2
+    assert results_main(["demo", "--runs-dir", str(tmp_path), "--out", str(blocker / "out")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--out" in err and "not writable" in err
 
