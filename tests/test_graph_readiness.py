@@ -336,3 +336,36 @@ def test_a_recording_that_cannot_be_undone_fails_loudly(monkeypatch, trouble):
     step(x, y)
     with pytest.raises(RuntimeError, match="this process cannot continue; rerun with the eager"):
         step(x, y)
+
+
+# -- DeviceCIFAR: a few augmentation calls per epoch, not one per batch ----------------------
+
+def _top_level_ops(fn) -> int:
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(e.name.startswith("aten::") and not (e.cpu_parent and e.cpu_parent.name
+                                                    .startswith("aten::")) for e in prof.events())
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_device_cifar_groups_batches_per_call_without_changing_them(channels_last):
+    from benchmarks.fast.data import Augmentation, DeviceCIFAR
+    g = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (70, 32, 32, 3), dtype=torch.uint8, generator=g)
+
+    def data(per_call: int) -> DeviceCIFAR:
+        return DeviceCIFAR(images, torch.arange(70), batch_size=8, seed=2, channels_last=channels_last,
+                           augmentation=Augmentation(), batches_per_call=per_call)
+
+    one = list(data(1).batches(epoch=1, start=1))
+    grouped = list(data(3).batches(epoch=1, start=1))  # 7 batches: groups of 3, 3, 1
+    assert len(one) == len(grouped) == 7
+    for (xa, ya), (xb, yb) in zip(one, grouped):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        assert xb.is_contiguous(memory_format=torch.channels_last) == channels_last
+        assert xb.is_contiguous() != channels_last
+    # One augmentation call serves several batches: far fewer operations per epoch.
+    per_batch = _top_level_ops(lambda: list(data(1).batches(epoch=1)))
+    per_eight = _top_level_ops(lambda: list(data(8).batches(epoch=1)))
+    assert per_eight * 3 < per_batch, (per_eight, per_batch)
