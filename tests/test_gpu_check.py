@@ -43,7 +43,8 @@ def test_the_comparisons_see_a_difference_beyond_the_tolerance():
     ref = {"param w": torch.tensor([10.0, -3.0]), "buffer m": torch.tensor([0.5])}
     near = {"param w": torch.tensor([10.0 + 5e-3, -3.0]), "buffer m": torch.tensor([0.5])}
     far = {"param w": torch.tensor([10.0, -3.0]), "buffer m": torch.tensor([0.5 + 2e-3])}
-    assert gpu_check.worst_difference(near, ref) == pytest.approx((5e-4, "param w"), rel=1e-3)
+    diff, where = gpu_check.worst_difference(near, ref)
+    assert where == "param w" and diff == pytest.approx(5e-4, rel=1e-3)  # 5e-3 / max|w| = 10
     diff, where = gpu_check.worst_difference(far, ref)
     assert where == "buffer m" and diff > gpu_check.TOLERANCE["fp32"]
     nan = {"param w": torch.tensor([float("nan"), -3.0]), "buffer m": torch.tensor([0.5])}
