@@ -291,7 +291,7 @@ def test_replays_advance_the_step_counter_that_checkpoints_record(monkeypatch):
         step(x, y)
     assert step.mode == "graph" and step._graph is not None
     assert cuda.replays == 7 and step.replays == 6  # the recording call replays once too
-    assert opt.state_dict()["steps"] == 10
+    assert opt.state_dict()["steps"] == 10 and opt.state_dict()["passes"] == 20
 
 
 def test_warm_up_and_recording_share_one_side_stream(monkeypatch):
@@ -326,6 +326,7 @@ def test_a_failed_recording_is_undone_before_the_eager_fallback(monkeypatch):
     assert cuda.empty_cache_calls == 1            # and is checked to be out of capture mode
     assert cuda.replays == 0 and step.replays == 0
     assert opt.state_dict()["steps"] == 5         # the recording's Python side is not counted
+    assert opt.state_dict()["passes"] == 10
 
 
 @pytest.mark.parametrize("trouble", ["still_capturing", "empty_cache_fails"])

@@ -285,7 +285,11 @@ class TrainStep:
     def _record_and_replay(self, x: Tensor, y: Tensor) -> StepOutput:
         graph = torch.cuda.CUDAGraph()
         stream_before = torch.cuda.current_stream(self.device)
-        steps_before = getattr(self.optimizer, "_steps", None)
+        # The host-side counters of a vasso optimizer, which the recording's Python side
+        # advances for a step that, if the recording fails, never ran.
+        counters = {name: getattr(self.optimizer, name)
+                    for name in ("_steps", "_passes", "_last_step_passes")
+                    if hasattr(self.optimizer, name)}
         # Gradients are created inside the recording (from the graph's memory pool),
         # so the replayed backward writes to the same tensors every time.
         self.optimizer.zero_grad(set_to_none=True)
@@ -298,8 +302,8 @@ class TrainStep:
             # parameters and optimizer state are those after the last real step; the
             # Python side of a vasso step may have advanced its counter or be left
             # half-way, and the process may still be set up for the capture.
-            if steps_before is not None:
-                self.optimizer._steps = steps_before
+            for name, value in counters.items():
+                setattr(self.optimizer, name, value)
             end_step = getattr(self.optimizer, "_end_step", None)
             if callable(end_step):
                 end_step()
