@@ -42,7 +42,7 @@ these checks cover the rest, one line each:
   --precision both``); every fast row ran as a graph; the goals it judged.
 
 It writes ``<out-dir>/gpu-check-<device>-<time>.json`` and ``.md`` (default
-``results/perf``) and exits 1 when a check failed. Checks that would start past
+``outputs/perf``) and exits 1 when a check failed. Checks that would start past
 ``--budget-s`` (default 420 s; the bench, last, may take 5 minutes more) are skipped:
 about six minutes on one H100-class GPU, ten at most.
 """
@@ -788,7 +788,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", help=f"comma-separated checks: {', '.join(CHECKS)}")
     p.add_argument("--budget-s", type=float, default=420.0,
                    help="skip the checks that would start after this many seconds")
-    p.add_argument("--out-dir", default="results/perf", help="where the JSON and Markdown go")
+    p.add_argument("--out-dir", default="outputs/perf", help="where the JSON and Markdown go")
     # Internal: the checks that need a fresh process run themselves with --child.
     p.add_argument("--child", choices=("blocked-capture", "engine-run"), help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)

@@ -8,10 +8,10 @@
 
 BENCH_ARGS ?=
 
-bench: $(STAMP)  ## time SGD/SAM/VaSSO steps, the data pipeline and an epoch; JSON in results/perf/
+bench: $(STAMP)  ## time SGD/SAM/VaSSO steps, the data pipeline and an epoch; JSON in outputs/perf/
 	$(PY) -m benchmarks.perf $(BENCH_ARGS)
 
 GPU_CHECK_ARGS ?=
 
-gpu-check: $(STAMP)  ## on a CUDA GPU: the fast path's checks, PASS/FAIL per line (~6 min); JSON + Markdown in results/perf/
+gpu-check: $(STAMP)  ## on a CUDA GPU: the fast path's checks, PASS/FAIL per line (~6 min); JSON + Markdown in outputs/perf/
 	$(PY) -m benchmarks.gpu_check $(GPU_CHECK_ARGS)
