@@ -8,6 +8,11 @@ on a node busy with other jobs theirs would only queue, so it skips, saying how
 busy the node is, instead of letting them time out. CI always brings its own,
 idle cluster up first (``.ci/run``) and sets ``VASSO_REQUIRE_SLURM=1``, so that
 there a missing or busy cluster fails instead of skipping.
+
+The tiny CIFAR fixtures (tests/bench_fixtures.py) are in the real format but cannot
+match the official md5 checksums, so the whole session opts out of the data check with
+its one switch, ``VASSO_SKIP_DATA_CHECKSUMS=1`` (runs record it in meta.json); the
+tests of the check itself (tests/test_data_integrity.py) turn it back on.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+os.environ["VASSO_SKIP_DATA_CHECKSUMS"] = "1"  # see the module docstring
 
 
 def _slurm_node_state() -> str | None:
