@@ -31,11 +31,18 @@ directory with checkpoint.pt resumes from it, always, bit-exactly on CPU: the
 checkpoint holds the model, the optimizer (with the method's own state), the
 scheduler, the position in the epoch, the partial training sums and the RNG
 states, and the batch order and augmentations are pure functions of (seed,
-epoch, position) (``benchmarks.data``). SIGTERM or SIGUSR2 ends the current
+epoch, position) (``benchmarks.data``). An unreadable checkpoint is moved aside
+and the previous one (checkpoint.prev.pt) serves; with none readable the cell
+starts over (``RunDir.load_checkpoint``). SIGTERM or SIGUSR2 ends the current
 step, writes a (possibly mid-epoch) checkpoint and raises :class:`Preempted`
 (exit code 75). A non-finite training loss raises :class:`NonFiniteLoss` before
 any checkpoint of the diverged state is written; it, like any other exception,
 leaves error.json (exit code 1) and the previous checkpoint.
+
+One engine per cell: ``train`` holds the run directory's lock (``RunDir.lock``)
+from before its first write to its end; a second engine raises ``LockHeld``
+(exit code 3) and writes nothing. The thread count is pinned to ``--threads``, so
+a cell gives the same numbers wherever it runs on one machine.
 
 Collapse. A run whose training loss sits at the uniform-prediction level ln C is
 dead, not diverged (``benchmarks.collapse``, docs/collapse.md): the engine judges the
@@ -64,11 +71,11 @@ from torch.utils.data import DataLoader
 import vasso
 
 from . import collapse
-from .config import FAST_TASKS, ConfigError, TrainConfig, cell_id, run_dir
+from .config import FAST_TASKS, ConfigError, TrainConfig, cell_id, default_num_workers, run_dir
 from .data import epoch_batches
 from .fast import DeviceCIFAR, TrainStep, use_tensor_lr
 from .progress import Progress
-from .rundir import RunDir
+from .rundir import RunDir, WriteFailed
 from .tasks import Task, TaskData, get_task
 from .tasks.base import data_seed
 
@@ -115,7 +122,8 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, fused: bool = False
     ``cfg.optimizer == "sgd"`` (then both are the base). Schedulers drive ``base``.
 
     ``fused``: the base optimizer's fused implementation (the fast path: it reads a
-    tensor learning rate without a host sync, which a CUDA graph needs).
+    tensor learning rate without a host sync, which a CUDA graph needs); AdamW also
+    gets ``capturable=True``, without which ``Adam.step`` refuses a CUDA graph capture.
     """
     impl = {"fused": True} if fused else {}
     if cfg.base == "sgd":
@@ -124,7 +132,7 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, fused: bool = False
             weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, **impl)
     else:
         base = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                 **impl)
+                                 **impl, **({"capturable": True} if fused else {}))
     if cfg.optimizer == "sgd":
         return base, base
 
@@ -180,17 +188,36 @@ IMPLEMENTATION_KEYS = ("foreach", "fused", "capturable", "differentiable")
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, base: torch.optim.Optimizer,
                          state: dict[str, Any]) -> None:
-    """``optimizer.load_state_dict(state)``, keeping the implementation flags of ``base``.
+    """``optimizer.load_state_dict(state)``, keeping the implementation flags of ``base``
+    and the memory layout of its parameters.
 
     ``load_state_dict`` takes every param-group entry from the checkpoint, ``fused``
-    included; a run preempted on one path and resumed on the other (``--fast`` is not
-    part of the cell) keeps the implementation its own path built.
+    included, and places Adam's ``step`` by the checkpoint's flags (on the device only
+    when fused or capturable); state tensors keep the strides they were saved with.
+    A run preempted on one path and resumed on the other (``--fast`` is not part of
+    the cell, and only the fast path is channels-last on CUDA) must get its own path's
+    implementation, ``step`` placement and layout: the flags are put into the
+    checkpoint's groups before loading, and the state is re-laid like the parameters
+    (and a ``step`` saved on the device is brought to the host where this path's Adam
+    keeps it).
     """
-    flags = [{k: group[k] for k in IMPLEMENTATION_KEYS if k in group}
-             for group in base.param_groups]
-    optimizer.load_state_dict(state)
-    for group, saved in zip(base.param_groups, flags):
-        group.update(saved)
+    wrapped = optimizer is not base
+    base_state = state["base"] if wrapped else state
+    saved_groups = base_state["param_groups"]
+    if len(saved_groups) != len(base.param_groups):
+        raise ValueError(f"the checkpoint's optimizer has {len(saved_groups)} param groups, "
+                         f"this one {len(base.param_groups)}: not a checkpoint of this model")
+    groups = [{**saved, **{k: group[k] for k in IMPLEMENTATION_KEYS if k in group}}
+              for saved, group in zip(saved_groups, base.param_groups)]
+    base_state = {**base_state, "param_groups": groups}
+    optimizer.load_state_dict({**state, "base": base_state} if wrapped else base_state)
+    vasso.lay_out_state_like_params(base)  # a wrapper did it already; a plain base did not
+    for group in base.param_groups:  # torch.optim.Adam keeps `step` on the host unless
+        if not (group.get("capturable") or group.get("fused")):  # fused or capturable:
+            for p in group["params"]:  # a device `step` would cost a sync per parameter
+                step = base.state.get(p, {}).get("step")
+                if isinstance(step, torch.Tensor) and step.device.type != "cpu":
+                    base.state[p]["step"] = step.cpu()
 
 
 def steps_per_epoch(cfg: TrainConfig, num_train: int) -> int:
@@ -346,11 +373,18 @@ class Trainer:
             "position": dataclasses.asdict(self.pos) | {"elapsed_s": self._elapsed()},
             "train_sums": self.sums.cpu(), "rng": rng_state()})
 
-    def _resume(self) -> None:
-        ckpt = self.rundir.load_checkpoint()
+    def _problem(self, ckpt: dict[str, Any]) -> str | None:
+        """Why a loaded checkpoint is not one of this cell's, or None."""
         if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("cell_id") != cell_id(self.cfg):
-            raise RuntimeError(f"{self.rundir.file('checkpoint.pt')} is not a checkpoint of this "
-                               f"cell (format {ckpt.get('format')}, cell {ckpt.get('cell_id')})")
+            return (f"not a checkpoint of this cell (format {ckpt.get('format')}, "
+                    f"cell {ckpt.get('cell_id')})")
+        return None
+
+    def _resume(self) -> None:
+        ckpt = self.rundir.load_checkpoint(self._problem)
+        if ckpt is None:  # none usable (moved aside, recorded): start over
+            self.rundir.truncate_metrics(0)
+            return
         self.model.load_state_dict(ckpt["model"])
         load_optimizer_state(self.optimizer, self.base, ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -385,7 +419,10 @@ class Trainer:
         cfg = self.cfg
         batches = epoch_batches(len(self.data.train), cfg.batch_size, data_seed(cfg, "batches"),
                                 epoch, start, self.steps_per_epoch)
-        workers = 0 if self.data.in_memory else cfg.num_workers
+        if self.data.in_memory:
+            workers = 0
+        else:  # resolved here, where the cell runs: a launch host's CPU count means nothing
+            workers = default_num_workers() if cfg.num_workers is None else cfg.num_workers
         loader = DataLoader(self.data.train, batch_sampler=batches, num_workers=workers,
                             pin_memory=self.device.type == "cuda",
                             worker_init_fn=ignore_stop_signals if workers else None,
@@ -517,19 +554,48 @@ class Trainer:
         return result
 
 
+def pin_threads(threads: int) -> dict[str, int]:
+    """Pin torch's intra-op threads (and inter-op threads, where torch still allows it:
+    only before its first parallel work); what is in force, for meta.json."""
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:  # already set, or parallel work already ran in this process
+        pass
+    return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train one cell into ``run_dir(cfg)`` and return result.json's content.
 
-    Raises ConfigError (bad input; nothing written), Preempted (stop signal;
-    checkpoint written), NonFiniteLoss or any other exception (error.json written).
+    Raises ConfigError (bad input, an unwritable runs dir or a damaged result.json;
+    nothing written), LockHeld (another engine holds the cell; nothing written),
+    Preempted (stop signal; checkpoint written), WriteFailed (a write failed;
+    error.json written when it still can be), NonFiniteLoss or any other exception
+    (error.json written).
     """
     rundir = RunDir(run_dir(cfg))
-    if rundir.is_done():
+    done = rundir.finished_result()
+    if done is not None:
         print(f"{rundir.path}: already done (result.json exists); nothing to train", flush=True)
-        return rundir.read_result()
+        return done
+    existed = rundir.existing_ancestor()
+    rundir.check_writable()
     rundir.check_config(cfg)
+    try:
+        with rundir.lock():
+            rundir.remove_temporaries()  # of writes a killed run left behind
+            done = rundir.finished_result()  # finished while we waited for the lock
+            return done if done is not None else _train_locked(cfg, rundir)
+    except ConfigError:
+        rundir.remove_empty(upto=existed)  # bad input (missing or damaged data) leaves no trace
+        raise
+
+
+def _train_locked(cfg: TrainConfig, rundir: RunDir) -> dict[str, Any]:
     task = get_task(cfg.task)
     device = resolve_device(cfg.device)
+    threads = pin_threads(cfg.threads)
     # One try from loading on: a ConfigError (missing data, a batch larger than the
     # data) is bad input and writes nothing; any other failure, a corrupt data file
     # included, is a failure and leaves error.json, as exit code 1 promises.
@@ -539,13 +605,20 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
-        rundir.begin(cfg, device, data.record)
+        rundir.begin(cfg, device, data.record, threads=threads, **data.meta)
+        print(f"run directory: {rundir.path}", flush=True)
         with StopSignals() as stop:
             return Trainer(cfg, task, data, device, rundir, stop).run()
     except (ConfigError, Preempted):
         raise
     except NonFiniteLoss as err:
         rundir.write_error(err, step=err.step, loss=err.loss)
+        raise
+    except WriteFailed as err:
+        try:  # the disk may still take a small file (or the failure was elsewhere)
+            rundir.write_error(err, file=str(err.path), errno=err.errno)
+        except WriteFailed:
+            pass
         raise
     except Exception as err:
         rundir.write_error(err)

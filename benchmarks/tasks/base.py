@@ -20,7 +20,8 @@ class TaskData:
 
     ``train`` is addressed by ``(index, epoch)`` keys (see ``benchmarks.data``), ``test``
     likewise with epoch 0. ``in_memory`` datasets are fetched in the main process.
-    ``record`` is written to the run directory (e.g. which labels were corrupted).
+    ``record`` is written to the run directory (e.g. which labels were corrupted);
+    ``meta`` joins meta.json (e.g. whether the data files were verified).
     """
 
     train: Dataset
@@ -28,6 +29,7 @@ class TaskData:
     num_classes: int
     in_memory: bool = False
     record: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def data_seed(cfg: TrainConfig, purpose: str) -> int:
@@ -65,6 +67,12 @@ class Task:
     def load_data(self, cfg: TrainConfig) -> TaskData:
         """Load (never download unless ``cfg.download``); missing data raises ConfigError."""
         raise NotImplementedError
+
+    def missing_data(self, cfg: TrainConfig) -> str | None:
+        """What of the cell's dataset is not on disk, where it was looked for and how to
+        get it; None when it is all there (or the task needs no files). Cheap: a sweep
+        asks it of every cell before starting any."""
+        return None
 
     def build_model(self, cfg: TrainConfig, num_classes: int) -> nn.Module:
         kwargs = {"alpha": cfg.pyramidnet_alpha} if cfg.model.startswith("pyramidnet") else {}
