@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         cfg = parse_argv(argv)
-        from .engine import NonFiniteLoss, Preempted, train  # torch import after parsing: fast --help
+        from .engine import Collapsed, NonFiniteLoss, Preempted, train  # torch import after parsing: fast --help
         from .rundir import LockHeld, WriteFailed
 
         try:
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"python -m benchmarks: busy: another engine works in this cell ({held}); "
                   "nothing was written", file=sys.stderr, flush=True)
             return EXIT_BUSY
-        except (NonFiniteLoss, WriteFailed) as err:
+        except (NonFiniteLoss, WriteFailed, Collapsed) as err:
             # One line: a write failure (full disk, read-only) needs no traceback.
             print(f"python -m benchmarks: failed: {err}", file=sys.stderr, flush=True)
             return EXIT_FAILED

@@ -87,7 +87,7 @@ FAST_TASKS = ("cifar",)
 # Fields that say where things live, how they are shown and which code path runs the
 # cell; they are not part of a cell (a cell's results must not depend on them).
 LOCATION_FIELDS = ("data_dir", "runs_dir", "device", "download", "progress", "num_workers",
-                   "fast", "threads")
+                   "fast", "threads", "stop_on_collapse")
 
 
 def _default_data_dir() -> str:
@@ -202,6 +202,9 @@ class TrainConfig:
                      "only the cifar task has one", FAST, default="auto")
     threads: int | None = _opt("torch intra-op threads, pinned so that a cell gives the same "
                                "numbers wherever it runs on one machine", default=None)
+    stop_on_collapse: bool = _opt("stop a run whose training loss has collapsed to the "
+                                  "uniform-prediction level (docs/collapse.md; error.json, exit 1) "
+                                  "instead of training every epoch", default=False)
 
     def __post_init__(self) -> None:
         if self.task not in TASK_DEFAULTS:

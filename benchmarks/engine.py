@@ -43,6 +43,11 @@ One engine per cell: ``train`` holds the run directory's lock (``RunDir.lock``)
 from before its first write to its end; a second engine raises ``LockHeld``
 (exit code 3) and writes nothing. The thread count is pinned to ``--threads``, so
 a cell gives the same numbers wherever it runs on one machine.
+
+Collapse. A run whose training loss sits at the uniform-prediction level ln C is
+dead, not diverged (``benchmarks.collapse``, docs/collapse.md): the engine judges the
+epoch's training loss it already reads, records a collapse in meta.json and
+result.json, and trains on, or with ``--stop-on-collapse`` raises :class:`Collapsed`.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ import dataclasses
 import math
 import random
 import signal
+import sys
 import threading
 import time
 from contextlib import nullcontext
@@ -64,6 +70,7 @@ from torch.utils.data import DataLoader
 
 import vasso
 
+from . import collapse
 from .config import FAST_TASKS, ConfigError, TrainConfig, cell_id, default_num_workers, run_dir
 from .data import epoch_batches
 from .fast import DeviceCIFAR, TrainStep, use_tensor_lr
@@ -77,6 +84,10 @@ CHECKPOINT_FORMAT = 1
 
 class Preempted(Exception):
     """A stop signal arrived; the checkpoint is written and a relaunch resumes (exit 75)."""
+
+
+class Collapsed(RuntimeError):
+    """``--stop-on-collapse``: the run has collapsed (``benchmarks.collapse``); exit 1, error.json."""
 
 
 class NonFiniteLoss(RuntimeError):
@@ -293,6 +304,7 @@ class Position:
     best_acc: float = -1.0
     best_epoch: int = 0
     last_eval: dict[str, float] = dataclasses.field(default_factory=dict)
+    stuck: dict[str, Any] | None = None  # the training loss's streak at the uniform level
 
 
 # -- the trainer --------------------------------------------------------------------
@@ -515,15 +527,29 @@ class Trainer:
             if test["acc"] > pos.best_acc:
                 pos.best_acc, pos.best_epoch = test["acc"], pos.epoch
             summary += f", test loss {test['loss']:.4f} acc {test['acc']:.2f}"
+        pos.stuck = collapse.update(pos.stuck, pos.epoch, lines[0]["loss"], self.data.num_classes)
         self.rundir.append_metrics(lines)
         pos.metrics_lines += len(lines)
         self._checkpoint()
         progress.end_epoch(summary + f" ({self._elapsed():.1f}s)")
+        self._watch_collapse()
+
+    def _watch_collapse(self) -> None:
+        """Say so once when the run has collapsed (meta.json, stderr); stop only if asked."""
+        found = collapse.verdict(self.pos.stuck, self.data.num_classes)
+        if found is None:
+            return
+        if found["epochs"] == collapse.PATIENCE:
+            self.rundir.note_collapse(found, self.pos.epoch)
+            print(f"warning: {collapse.message(found)}", file=sys.stderr, flush=True)
+        if self.cfg.stop_on_collapse:
+            raise Collapsed(f"{collapse.message(found)}; stopped (--stop-on-collapse)")
 
     def _finish(self) -> dict[str, Any]:
         result = {"final": self.pos.last_eval,
                   "best": {"test_acc": self.pos.best_acc, "epoch": self.pos.best_epoch},
-                  "epochs": self.pos.epoch, "steps": self.pos.step, "time_s": self._elapsed()}
+                  "epochs": self.pos.epoch, "steps": self.pos.step, "time_s": self._elapsed(),
+                  "collapse": collapse.verdict(self.pos.stuck, self.data.num_classes)}
         self.rundir.write_result(result)
         return result
 

@@ -507,6 +507,10 @@ class RunDir:
         """Record in meta.json why and where the run stopped early (preemption)."""
         self.note("stops", {"reason": reason, "step": step})
 
+    def note_collapse(self, found: dict[str, Any], epoch: int) -> None:
+        """Record in meta.json that the run collapsed (``benchmarks.collapse``), found at ``epoch``."""
+        self.note("collapses", {"found_at_epoch": epoch, **found})
+
     # -- metrics, checkpoint, result, error ---------------------------------------
     def append_metrics(self, lines: list[dict[str, Any]]) -> None:
         path = self.file(METRICS)

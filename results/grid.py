@@ -69,10 +69,11 @@ class Group:
     def values(self) -> list[float]:
         return self.values_at(None)
 
-    def values_at(self, metric: str | None) -> list[float]:
+    def values_at(self, metric: str | None, collapsed: bool = True) -> list[float]:
         """The finished seeds' test accuracies: of the grid's metric (None), or of
-        "final" / "best" (a table beside the paper's value shows both)."""
-        done = [run for run in self.runs if run.state == "done"]
+        "final" / "best" (a table beside the paper's value shows both);
+        ``collapsed=False`` leaves out the collapsed runs (benchmarks.collapse)."""
+        done = [run for run in self.runs if run.state == "done" and (collapsed or not run.collapsed)]
         found = [run.accuracy if metric is None else run.accuracies.get(metric) for run in done]
         return [value for value in found if value is not None]
 
@@ -91,6 +92,16 @@ class Group:
 
     def count(self, state: str) -> int:
         return sum(run.state == state for run in self.runs)
+
+    @property
+    def collapsed(self) -> int:
+        """Runs that collapsed (benchmarks.collapse): done ones are in `values`, stopped ones not."""
+        return sum(run.collapsed for run in self.runs)
+
+    @property
+    def diverged(self) -> int:
+        """Runs that failed on a non-finite loss: no final accuracy, so in no statistic."""
+        return sum(run.diverged for run in self.runs)
 
 
 @dataclass

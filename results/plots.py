@@ -161,7 +161,8 @@ def plot_curves(grid: Grid, problems: list[Problem] | None = None) -> Figure:
                 continue
             epochs, mean, std = mean_curve(group, problems)
             if epochs:
-                label = f"{group.row} (n={group.n})"
+                collapsed = sum(run.collapsed for run in group.runs if run.state == "done")
+                label = f"{group.row} (n={group.n}" + (f", {collapsed} collapsed" if collapsed else "") + ")"
                 _draw(ax, epochs, mean, std, label, method_colour(group.method), styles[group.row])
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -13,6 +13,12 @@ after "(best)"; the other columns show the chosen metric. A cell without a finis
 seed says why: "—" never launched, "running 1/3", "pending", "failed", "stopped",
 "invalid"; every run that is not in the numbers is listed under the table
 with its directory, and every file that had to be skipped with its path.
+
+A collapsed run (benchmarks.collapse: it finished, at chance) is never averaged in
+silently: its cell reads "all: mean ± std (n); k of n runs collapsed; excl.
+collapsed: mean ± std (n - k)", and it is listed under the table. A diverged run
+(failed on a non-finite loss) has no final accuracy: its cell adds "k of n runs
+diverged (no final accuracy)".
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ _WHEN = {
 def caption(grid: Grid) -> str:
     stats = "mean ± sample standard deviation over seeds, number of seeds in brackets; best mean per column in bold."
     if not referenced_columns(grid):
-        return f"Test accuracy (%) {_WHEN[grid.metric]}: {stats}"
+        return f"Test accuracy (%) {_WHEN[grid.metric]}: {stats}{_collapse_note(grid)}"
     text = (
         f"Test accuracy (%): {stats} Beside the paper's value both statistics: (final) at the final "
         "epoch; (best) at the best epoch, the highest test accuracy over epochs, which the official "
@@ -44,7 +50,15 @@ def caption(grid: Grid) -> str:
     )
     if set(grid.columns) - referenced_columns(grid):
         text += f" Columns without a paper value: {_WHEN[grid.metric]}."
-    return f"{text} {REFERENCE_NOTE}."
+    return f"{text}{_collapse_note(grid)} {REFERENCE_NOTE}."
+
+
+def _collapse_note(grid: Grid) -> str:
+    if not any(g.collapsed or g.diverged for g in grid.groups):
+        return ""
+    return (" A collapsed run (training loss stuck at the uniform-prediction level, "
+            "docs/collapse.md) is counted in \"all\" and left out of \"excl. collapsed\"; "
+            "a diverged run (non-finite loss) has no final accuracy and is in neither.")
 
 
 def referenced_columns(grid: Grid) -> set[str]:
@@ -102,25 +116,44 @@ def latex_escape(text: str) -> str:
 _LATEX = _Style(pm=r"$\pm$", dash="---", approx=r"$\approx$", bold=lambda s: rf"\textbf{{{s}}}", escape=latex_escape)
 
 
+def _statistics(values: list[float], total: int, style: _Style, best: float | None = None) -> str:
+    """"mean ± std (n)", "(n/total)" when some runs are not among `values`."""
+    if not values:
+        return style.dash
+    mean = statistics.fmean(values)
+    numbers = f"{mean:.2f}"
+    if len(values) >= 2:
+        numbers += f" {style.pm} {statistics.stdev(values):.2f}"
+    if best is not None and round(mean, 2) == best:
+        numbers = style.bold(numbers)
+    seeds = f"({len(values)})" if len(values) == total else f"({len(values)}/{total})"
+    return f"{numbers} {seeds}"
+
+
 def _cell(group: Group | None, best: float | None, style: _Style, metric: str | None = None) -> str:
     if group is None:  # no cell of the experiment has this (row, column)
         return ""
     total = len(group.runs)
-    n, mean, std = _summary(group, metric)
-    if n == 0:
+    values = group.values_at(metric)
+    if not values:
         parts = []
         for state in NOT_DONE:
             count = group.count(state)
             if count:
                 parts.append(state if count == total else f"{state} {count}/{total}")
-        return ", ".join(parts) or style.dash
-    numbers = f"{mean:.2f}"
-    if std is not None:
-        numbers += f" {style.pm} {std:.2f}"
-    if best is not None and round(mean, 2) == best:
-        numbers = style.bold(numbers)
-    seeds = f"({n})" if n == total else f"({n}/{total})"
-    return f"{numbers} {seeds}"
+        text = ", ".join(parts) or style.dash
+    else:
+        text = _statistics(values, total, style, best)
+    # Collapsed and diverged runs are never averaged in silently (docs/collapse.md).
+    without = group.values_at(metric, collapsed=False)
+    if len(without) < len(values):  # collapsed runs are among the numbers
+        text = (f"all: {text}; {group.collapsed} of {total} runs collapsed; "
+                f"excl. collapsed: {_statistics(without, total - group.collapsed, style)}")
+    elif group.collapsed:  # stopped by --stop-on-collapse: failed, no final accuracy
+        text += f"; {group.collapsed} of {total} runs collapsed (stopped, no final accuracy)"
+    if group.diverged:
+        text += f"; {group.diverged} of {total} runs diverged (no final accuracy)"
+    return text
 
 
 def _layout(grid: Grid, style: _Style) -> tuple[list[str], list[list[str]]]:
@@ -166,12 +199,32 @@ def not_in_table(grid: Grid) -> list[str]:
     return lines
 
 
+def collapsed_runs(grid: Grid) -> list[str]:
+    """One line per collapsed run: where it is, since when, and whether it is in "all"."""
+    lines = []
+    for group in grid.groups:
+        where = f"{group.row} · {group.column}" if group.column else group.row
+        for run in group.runs:
+            if not run.collapsed:
+                continue
+            found = run.collapse or {}
+            since = f" since epoch {found['since_epoch']}" if "since_epoch" in found else ""
+            counted = f"{run.accuracy:.2f}, in \"all\" only" if run.accuracy is not None else "stopped"
+            lines.append(f"{where} · seed {getattr(run.cfg, 'seed', '?')}: collapsed{since} "
+                         f"({counted}) — {run.path}")
+    return lines
+
+
 def markdown(grid: Grid) -> str:
     header, body = _layout(grid, _MARKDOWN)
     out = [f"# {grid.title}", "", caption(grid), ""]
     out.append("| " + " | ".join(header) + " |")
     out.append("|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|")
     out += ["| " + " | ".join(line) + " |" for line in body]
+    collapsed = collapsed_runs(grid)
+    if collapsed:
+        out += ["", f"Collapsed runs ({len(collapsed)} of {len(grid.runs)} runs):", ""]
+        out += [f"- {_MARKDOWN.escape(line)}" for line in collapsed]
     missing = not_in_table(grid)
     if missing:
         out += ["", f"Not in the numbers ({len(missing)} of {len(grid.runs)} runs):", ""]
@@ -200,6 +253,7 @@ def latex(grid: Grid) -> str:
     out += ["    " + " & ".join(line) + r" \\" for line in body]
     out += [r"    \bottomrule", r"  \end{tabular}", r"\end{table}"]
     # What the table cannot show stays in the source, where whoever includes it will see it.
+    out += [f"% collapsed: {line}" for line in collapsed_runs(grid)]
     out += [f"% not in the numbers: {line}" for line in not_in_table(grid)]
     out += [f"% skipped: {problem}" for problem in grid.problems]
     return "\n".join(out) + "\n"

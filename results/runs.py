@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.rundir import METRICS as METRICS_FILE
+from benchmarks.rundir import ERROR, METRICS as METRICS_FILE, try_read_json
 from benchmarks.runstate import DONE, FAILED, INVALID, Holders, classify
 
 METRICS = ("final", "best")
@@ -47,7 +47,20 @@ class Run:
     accuracy: float | None = None  # test accuracy (%) of the chosen metric, when done
     accuracies: dict[str, float | None] = field(default_factory=dict)  # of every metric, when done
     error: str | None = None  # one line from error.json, when failed
+    error_type: str | None = None  # the exception's name from error.json, when failed
+    collapse: dict[str, Any] | None = None  # result.json's record of a collapsed run, when done
     problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def collapsed(self) -> bool:
+        """Training stuck at the uniform-prediction loss (benchmarks.collapse): a done run
+        that recorded it, or one that --stop-on-collapse ended."""
+        return self.collapse is not None or self.error_type == "Collapsed"
+
+    @property
+    def diverged(self) -> bool:
+        """Failed on a non-finite training loss."""
+        return self.state == "failed" and self.error_type == "NonFiniteLoss"
 
 
 def read_accuracy(result: Any, metric: str) -> float | None:
@@ -83,10 +96,15 @@ def load_run(
         damaged = path / state.damaged[0] if len(state.damaged) == 1 else path
         return Run(cfg, path, INVALID, problems=[Problem(damaged, f"{state.reason}; skipped")])
     if state.state == DONE:
+        collapse = state.result.get("collapse")
         return Run(cfg, path, DONE, accuracy=read_accuracy(state.result, metric),
-                   accuracies={m: read_accuracy(state.result, m) for m in METRICS})
+                   accuracies={m: read_accuracy(state.result, m) for m in METRICS},
+                   collapse=collapse if isinstance(collapse, dict) else None)
     if state.state == FAILED:
-        return Run(cfg, path, FAILED, error=state.reason)
+        error, _ = try_read_json(path / ERROR)  # its type tells a diverged or collapsed run
+        kind = error.get("type") if isinstance(error, dict) else None
+        return Run(cfg, path, FAILED, error=state.reason,
+                   error_type=kind if isinstance(kind, str) else None)
     return Run(cfg, path, state.state)
 
 

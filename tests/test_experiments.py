@@ -89,8 +89,26 @@ def test_demo_is_cheap_noisy_digits_with_every_optimizer():
     assert all(c.epochs * 1347 / c.batch_size <= 1000 for c in demo.cells), "demo budget grew"
 
 
+def test_demo_warms_up_and_demo_noise_checks_its_recipe_over_30_seeds():
+    # Without a warm-up 4 of 60 sharpness-aware demo runs collapsed (docs/collapse.md).
+    demo, check = E.get("demo"), E.get("demo-noise")
+    assert {c.warmup_epochs for c in demo.cells} == {3.0}
+    assert len(check.cells) == 270 == len({cell_id(c) for c in check.cells})
+    assert _by(check, "optimizer", "label_noise") == Counter(
+        {(o, r): 30 for o in ("sgd", "sam", "vasso") for r in (0.2, 0.4, 0.6)})
+    # The same recipe as the demo's cells, but for the noise rate and the experiment.
+    same = {"label_noise", "experiment", "seed"}
+    demo_vasso = next(c for c in demo.cells if c.optimizer == "vasso")
+    for cell in check.cells:
+        twin = dataclasses.replace(demo_vasso, optimizer=cell.optimizer, rho=cell.rho, theta=cell.theta)
+        assert {k: v for k, v in cell_fields(cell).items() if k not in same} == \
+            {k: v for k, v in cell_fields(twin).items() if k not in same}
+    # Seed-major: a sweep cut short has every table cell at the same number of seeds.
+    assert [c.seed for c in check.cells[:9]] == [0] * 9
+
+
 def test_get_unknown_names_the_known_experiments():
-    with pytest.raises(ValueError, match="known experiments: cifar10, cifar100, label-noise, theta, demo"):
+    with pytest.raises(ValueError, match="known experiments: cifar10, cifar100, label-noise, theta, demo, demo-noise"):
         E.get("cifar-10")
 
 
