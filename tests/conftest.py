@@ -5,6 +5,9 @@ predictable. Tests that need the real single-node Slurm cluster take the
 ``slurm_cluster`` fixture: it skips, naming ``make slurm-up``, when no cluster
 answers. CI always brings the cluster up first (``.ci/run``), and sets
 ``VASSO_REQUIRE_SLURM=1`` so that a missing cluster fails there instead of skipping.
+The LaTeX test likewise takes the ``pdflatex`` fixture (``VASSO_REQUIRE_LATEX=1``
+in CI). The only tests CI may skip are those that need a CUDA device; their skip
+reason starts with "needs a CUDA device" (``.ci/run`` checks it).
 """
 
 from __future__ import annotations
@@ -17,6 +20,13 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+
+
+def _unavailable(message: str, switch: str) -> None:
+    """Skip, or fail where the environment variable ``switch`` is 1 (CI)."""
+    if os.environ.get(switch) == "1":
+        pytest.fail(f"{message} ({switch}=1)")
+    pytest.skip(message)
 
 
 def _slurm_node_state() -> str | None:
@@ -42,7 +52,15 @@ def slurm_cluster() -> str:
             f"no usable Slurm cluster (sinfo says {state!r}): run `make slurm-up` "
             "to start a single-node cluster"
         )
-        if os.environ.get("VASSO_REQUIRE_SLURM") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        _unavailable(message, "VASSO_REQUIRE_SLURM")
     return state
+
+
+@pytest.fixture(scope="session")
+def pdflatex() -> str:
+    """The pdflatex executable (``bash scripts/install-latex.sh`` installs it)."""
+    path = shutil.which("pdflatex")
+    if path is None:
+        _unavailable("pdflatex not installed (bash scripts/install-latex.sh); the LaTeX "
+                     "structure is tested without it", "VASSO_REQUIRE_LATEX")
+    return path

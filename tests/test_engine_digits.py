@@ -149,7 +149,6 @@ def test_init_and_batches_shared_across_optimizers_not_seeds(tmp_path):
 
 @pytest.mark.parametrize("optimizer", ["sam", "asam", "gsam", "vasso"])
 def test_sharpness_aware_optimizers_train(tmp_path, optimizer):
-    pytest.importorskip("vasso")
     sgd = train(tiny(tmp_path, epochs=1))
     cfg = tiny(tmp_path, epochs=1, optimizer=optimizer, rho=0.5 if optimizer == "asam" else 0.05,
                gsam_alpha=0.1 if optimizer == "gsam" else 0.0)

@@ -33,7 +33,6 @@ def cell(runs_dir, **kw) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    pytest.importorskip("vasso")
     cfg = cell(tmp_path_factory.mktemp("reference"))
     train(cfg)
     return run_dir(cfg)
