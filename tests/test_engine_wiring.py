@@ -92,7 +92,7 @@ def test_label_smoothing_reaches_the_training_loss_only(tmp_path):
 
 
 def _record_autocast(monkeypatch) -> list[tuple[bool, bool, torch.dtype]]:
-    """Every forward of the model: (training?, autocast on?, autocast dtype)."""
+    """Every forward of the model: (training?, autocast on?, output dtype)."""
     seen = []
     task = get_task("digits")
     real = task.build_model
