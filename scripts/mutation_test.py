@@ -264,21 +264,25 @@ def copy_tree(dest: Path) -> None:
             shutil.copy2(source, dest / name)
 
 
-def run_tests(tree: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, float]:
-    """``("pass" | "fail" | "timeout" | "empty", seconds)`` for one selection in ``tree``."""
+def run_tests(tree: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, float, str]:
+    """``("pass" | "fail" | "timeout" | "empty", seconds, the first failure)`` for one
+    selection in ``tree``."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(tree)}
     command = ["nice", "-n", "10", sys.executable, "-m", "pytest", "-x", "-q",
-               "-p", "no:cacheprovider", "-o", "addopts=", *tests]
+               "-p", "no:cacheprovider", "-o", "addopts=", "-rfE", *tests]
     tic = time.monotonic()
     try:
         done = subprocess.run(command, cwd=tree, env=env, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return "timeout", time.monotonic() - tic
+        return "timeout", time.monotonic() - tic, ""
     seconds = time.monotonic() - tic
     if done.returncode == 5:  # pytest: no test collected
-        return "empty", seconds
-    return ("pass" if done.returncode == 0 else "fail"), seconds
+        return "empty", seconds, ""
+    # "FAILED tests/x.py::test - AssertionError: ...": which test caught it, and how.
+    failures = [line for line in done.stdout.decode(errors="replace").splitlines()
+                if line.startswith(("FAILED ", "ERROR "))]
+    return ("pass" if done.returncode == 0 else "fail"), seconds, (failures or [""])[0][:160]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,9 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         files = sorted({arg.split("::")[0] for mu in mutants for arg in mu.tests
                         if arg.startswith("tests/")})
         print(f"tree copied to {tree}; running {len(files)} test files unmutated", flush=True)
-        status, seconds = run_tests(tree, tuple(files), args.timeout * len(files))
+        status, seconds, failure = run_tests(tree, tuple(files), args.timeout * len(files))
         if status != "pass":
-            print(f"the unmutated tests {status} ({' '.join(files)}): fix them first",
+            print(f"the unmutated tests {status} ({failure or ' '.join(files)}): fix them first",
                   file=sys.stderr)
             return 1
         print(f"unmutated: pass ({seconds:.0f} s)", flush=True)
@@ -328,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             original = path.read_text()
             path.write_text(original.replace(mu.old, mu.new))
             try:
-                status, seconds = run_tests(tree, mu.tests, args.timeout)
+                status, seconds, failure = run_tests(tree, mu.tests, args.timeout)
             finally:
                 path.write_text(original)
             if status == "empty":
@@ -339,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             if status == "pass":
                 survivors.append(mu)
             print(f"[{i:2d}/{len(mutants)}] {verdict:17s} {mu.name} ({seconds:.0f} s)", flush=True)
+            if failure:
+                print(f"        {failure}", flush=True)
 
     rate = 100.0 * killed / len(mutants) if mutants else 100.0
     print(f"\n{datetime.date.today()}: {killed} of {len(mutants)} mutants killed: "
