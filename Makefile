@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install lock test test-fast mutation-test slurm-up slurm-down bench clean-venv
+.PHONY: help install lock test test-fast mutation-test slurm-up slurm-down bench gpu-check clean-venv
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | \

@@ -37,9 +37,12 @@ class ConfigError(ValueError):
 
 OPTIMIZERS = ("sgd", "sam", "asam", "gsam", "vasso")
 BASE_OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "cosine-epoch", "constant")
 PRECISIONS = ("fp32", "bf16")
 BN_STATS = ("first", "both")
+# CIFAR input statistics: the official code's CIFAR-10 values for both datasets, or
+# each training set's own (benchmarks.data). The digits task standardises by its own.
+NORM_STATS = ("official", "dataset")
 DEVICES = ("auto", "cpu", "cuda")
 PROGRESS = ("auto", "bar", "log", "none")
 FAST = ("auto", "on", "off")
@@ -48,19 +51,28 @@ ASAM_SCALES = ("weights", "all")
 # What each task can train, and its defaults for the task-dependent fields.
 TASK_DATASETS: dict[str, tuple[str, ...]] = {
     "digits": ("digits",),
+    "mnist1d": ("mnist1d",),
     "cifar": ("cifar10", "cifar100"),
 }
 TASK_MODELS: dict[str, tuple[str, ...]] = {
     "digits": ("digits_cnn",),
+    "mnist1d": ("mnist1d_cnn",),
     "cifar": ("vgg11_bn", "resnet18", "wrn28_10", "pyramidnet110"),
 }
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # Seconds on a laptop CPU: the embedded demo and the tests.
     "digits": dict(dataset="digits", model="digits_cnn", lr=0.05, weight_decay=5e-4,
-                   epochs=30, batch_size=64, cutout_prob=0.0),
-    # The official VaSSO CIFAR recipe: 200 epochs, batch 128, lr 0.05, wd 1e-3, cutout always.
+                   epochs=30, batch_size=64, cutout_prob=0.0, norm_stats="dataset",
+                   schedule="cosine", bn_stats="first"),
+    "mnist1d": dict(dataset="mnist1d", model="mnist1d_cnn", lr=0.05, weight_decay=5e-4,
+                    epochs=30, batch_size=64, cutout_prob=0.0, norm_stats="dataset",
+                    schedule="cosine", bn_stats="first"),
+    # The official VaSSO CIFAR recipe (docs/recipe.md): 200 epochs, batch 128, lr 0.05,
+    # wd 1e-3, Cutout 16x16 with probability 0.5, the official code's CIFAR-10 statistics,
+    # its per-epoch cosine and BatchNorm statistics from both passes.
     "cifar": dict(dataset="cifar10", model="resnet18", lr=0.05, weight_decay=1e-3,
-                  epochs=200, batch_size=128, cutout_prob=1.0),
+                  epochs=200, batch_size=128, cutout_prob=0.5, norm_stats="official",
+                  schedule="cosine-epoch", bn_stats="both"),
 }
 TASKS = tuple(TASK_DEFAULTS)
 # The default radius of each method (vasso's class defaults): ASAM's useful rho is
@@ -108,10 +120,15 @@ class TrainConfig:
     gsam_alpha: float = _opt("GSAM's alpha (weight of the orthogonal ascent)", default=0.0)
     gsam_rho_min: float | None = _opt("GSAM's rho_min (default: rho, a constant rho)", default=None)
     ascent_every: int = _opt("perturb every k-th step only (1: every step)", default=1)
-    bn_stats: str = _opt("BatchNorm running statistics from the first pass or both passes", BN_STATS,
-                         default="first")
+    bn_stats: str | None = _opt("BatchNorm running statistics from the first pass or both passes "
+                                "(default: per task; cifar: both, as the official code)", BN_STATS,
+                                default=None)
     lr: float | None = _opt("peak learning rate (default: per task)", default=None)
-    schedule: str = _opt("per-step learning-rate schedule", SCHEDULES, default="cosine")
+    schedule: str | None = _opt("learning-rate schedule: cosine = per-step cosine to 0; "
+                                "cosine-epoch = the official VaSSO code's, a cosine set once per "
+                                "epoch after it with the finished epoch's index (epochs 0 and 1 at "
+                                "the peak rate, the last one above 0); constant (default: per "
+                                "task; cifar: cosine-epoch)", SCHEDULES, default=None)
     warmup_epochs: float = _opt("linear warm-up length in epochs", default=0.0)
     weight_decay: float | None = _opt("weight decay (default: per task)", default=None)
     momentum: float = _opt("SGD momentum", default=0.9)
@@ -124,6 +141,9 @@ class TrainConfig:
     label_smoothing: float = _opt("label smoothing of the training loss", default=0.0)
     label_noise: float = _opt("fraction of training labels flipped to another class, in [0, 1)", default=0.0)
     cutout_prob: float | None = _opt("probability of a 16x16 Cutout (default: per task)", default=None)
+    norm_stats: str | None = _opt("input normalisation: official = the official code's CIFAR-10 "
+                                  "statistics for CIFAR-10 and CIFAR-100 alike; dataset = each "
+                                  "dataset's own (default: per task)", NORM_STATS, default=None)
     precision: str = _opt("fp32, or bf16 autocast", PRECISIONS, default="fp32")
     seed: int = _opt("seed index; data and init seeds derive from (task, dataset, model, seed)", default=0)
     experiment: str = _opt("experiment name: the runs-dir subfolder", default="adhoc")
@@ -191,8 +211,11 @@ class TrainConfig:
             raise bad("label_smoothing", "must lie in [0, 1)")
         if not 0 <= self.cutout_prob <= 1:
             raise bad("cutout_prob", "must lie in [0, 1]")
-        if self.task == "digits" and self.cutout_prob > 0:
-            raise bad("cutout_prob", "the digits task has no augmentation; use 0")
+        if self.task in ("digits", "mnist1d") and self.cutout_prob > 0:
+            raise bad("cutout_prob", f"the {self.task} task has no augmentation; use 0")
+        if self.task != "cifar" and self.norm_stats != "dataset":
+            raise bad("norm_stats", f"the {self.task} task standardises by its own statistics; "
+                      "use dataset")
         for name in ("epochs", "batch_size", "ascent_every", "eval_every", "pyramidnet_alpha"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be an integer >= 1")
@@ -200,6 +223,9 @@ class TrainConfig:
             raise bad("max_steps", "must be an integer >= 1 (or left out for full epochs)")
         if self.warmup_epochs > self.epochs:
             raise bad("warmup_epochs", f"must not exceed --epochs={self.epochs}")
+        if self.schedule == "cosine-epoch" and self.warmup_epochs:
+            raise bad("warmup_epochs", "the official per-epoch schedule (cosine-epoch) has no "
+                      "warm-up; use 0, or --schedule cosine")
         if self.num_workers < 0:
             raise bad("num_workers", "must be >= 0")
         if self.fast == "on" and self.task not in FAST_TASKS:

@@ -94,6 +94,23 @@ def label_digest(labels: Sequence[int] | torch.Tensor) -> str:
 # Channel statistics of the CIFAR training sets (the values the CIFAR literature uses).
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+# The official VaSSO code's statistics, on the 0..255 scale, used for CIFAR-10 *and*
+# CIFAR-100 (docs/recipe.md): close to CIFAR-10's own, not CIFAR-100's.
+OFFICIAL_CIFAR_MEAN = tuple(v / 255 for v in (125.3, 123.0, 113.9))
+OFFICIAL_CIFAR_STD = tuple(v / 255 for v in (63.0, 62.1, 66.7))
+
+
+def cifar_statistics(dataset: str, norm_stats: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` of ``dataset`` ("cifar10" | "cifar100") under ``norm_stats``:
+    "official" (the official code's, for both datasets) or "dataset" (its own)."""
+    if norm_stats == "official":
+        return OFFICIAL_CIFAR_MEAN, OFFICIAL_CIFAR_STD
+    if norm_stats != "dataset":
+        raise ValueError(f"norm_stats must be 'official' or 'dataset', got {norm_stats!r}")
+    own = {"cifar10": (CIFAR10_MEAN, CIFAR10_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)}
+    if dataset not in own:
+        raise ValueError(f"no statistics for dataset {dataset!r}; expected cifar10 or cifar100")
+    return own[dataset]
 
 
 @dataclass(frozen=True)
@@ -105,13 +122,15 @@ class Augmentation:
     (probability 1/2) if ``flip``, ``ToTensor``, ``Normalize``, then Cutout (DeVries &
     Taylor 2017): with probability ``cutout_prob`` a ``cutout_size`` square whose
     centre is uniform over the image, clipped at the borders, is set to 0 after
-    normalisation. ``Augmentation.none()`` (evaluation) changes nothing.
+    normalisation (a zero of the *normalised* image, the channel mean, not black).
+    The defaults are the official code's ``Cutout(size=16, p=0.5)``.
+    ``Augmentation.none()`` (evaluation) changes nothing.
     """
 
     crop_padding: int = 4
     flip: bool = True
     cutout_size: int = 16
-    cutout_prob: float = 1.0
+    cutout_prob: float = 0.5
 
     def __post_init__(self) -> None:
         if self.crop_padding < 0 or self.cutout_size < 0 or not 0 <= self.cutout_prob <= 1:
@@ -214,7 +233,7 @@ class Cutout:
     drawn cutout instead (:class:`AugmentedImages`); both use :func:`cutout_box`.
     """
 
-    def __init__(self, size: int = 16, p: float = 1.0) -> None:
+    def __init__(self, size: int = 16, p: float = 0.5) -> None:
         if size < 1 or not 0 <= p <= 1:
             raise ValueError(f"Cutout needs size >= 1 and p in [0, 1], got size={size}, p={p}")
         self.size, self.p = size, p

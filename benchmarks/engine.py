@@ -1,7 +1,7 @@
 """The one training loop behind every task: ``train(cfg) -> result``.
 
 For each cell: load the task's data and model, wrap the base optimizer in the
-sharpness-aware method, and train with a per-step learning-rate schedule,
+sharpness-aware method, and train with a learning-rate schedule set per step,
 evaluating after every epoch (``eval_every``) and checkpointing after every
 epoch. Everything the run produces goes to its run directory
 (``benchmarks.rundir``).
@@ -134,11 +134,24 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, fused: bool = False
 
 
 def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
-    """``step -> multiplier of cfg.lr``: linear warm-up, then cosine to 0 (or constant)."""
+    """``step -> multiplier of cfg.lr`` for the step about to be taken (0-based).
+
+    ``cosine``: linear warm-up, then a per-step cosine to 0. ``constant``: warm-up, then 1.
+    ``cosine-epoch``: the official VaSSO code's schedule, reproduced to the step. Its
+    cosine ``(1 + cos(pi k / epochs)) / 2`` is set once per epoch, *after* the epoch,
+    with the index k of the epoch just finished (``lr_scheduler.step(epoch)`` at the end
+    of its epoch loop), and nothing sets it before the first epoch. So epoch 0 trains at
+    the peak rate (the optimizer's initial one), epoch e >= 1 at k = e - 1: epochs 0 and
+    1 both at the peak, the last epoch above 0. ``--max-steps`` shortens the epochs, not
+    the schedule's count of them.
+    """
     total = cfg.epochs * steps_per_epoch
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
 
     def factor(step: int) -> float:
+        if cfg.schedule == "cosine-epoch":
+            finished = max(step // steps_per_epoch - 1, 0)
+            return 0.5 * (1.0 + math.cos(math.pi * finished / cfg.epochs))
         if step < warmup:
             return (step + 1) / warmup
         if cfg.schedule == "constant":
@@ -375,7 +388,11 @@ class Trainer:
             return
         n, size = len(self.data.test), self.eval_batch_size
         batches = [[(i, 0) for i in range(s, min(s + size, n))] for s in range(0, n, size)]
-        for x, y in DataLoader(self.data.test, batch_sampler=batches):
+        # A generator of its own: a DataLoader otherwise draws its base seed from the global
+        # RNG, which the model's dropout (VGG) also draws from, and the fast path does not.
+        loader = DataLoader(self.data.test, batch_sampler=batches,
+                            generator=torch.Generator().manual_seed(0))
+        for x, y in loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -6,3 +6,8 @@ BENCH_ARGS ?=
 
 bench: $(STAMP)  ## time SGD/SAM/VaSSO steps, the data pipeline and an epoch; JSON in results/perf/
 	$(PY) -m benchmarks.perf $(BENCH_ARGS)
+
+GPU_CHECK_ARGS ?=
+
+gpu-check: $(STAMP)  ## on a CUDA GPU: the fast path's checks, PASS/FAIL per line (~6 min); JSON + Markdown in results/perf/
+	$(PY) -m benchmarks.gpu_check $(GPU_CHECK_ARGS)

@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--metric", choices=METRICS, default="final",
-        help="test accuracy at the final epoch (default) or at the best epoch",
+        help="test accuracy at the final epoch (default) or at the best epoch, in columns without "
+        "a paper value; a column with one shows both, labelled, the paper's beside the best",
     )
     parser.add_argument("--runs-dir", type=Path, default=None, help="default: $VASSO_RUNS, else ./runs")
     parser.add_argument(

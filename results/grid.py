@@ -66,7 +66,14 @@ class Group:
 
     @property
     def values(self) -> list[float]:
-        return [run.accuracy for run in self.runs if run.state == "done" and run.accuracy is not None]
+        return self.values_at(None)
+
+    def values_at(self, metric: str | None) -> list[float]:
+        """The finished seeds' test accuracies: of the grid's metric (None), or of
+        "final" / "best" (a table beside the paper's value shows both)."""
+        done = [run for run in self.runs if run.state == "done"]
+        found = [run.accuracy if metric is None else run.accuracies.get(metric) for run in done]
+        return [value for value in found if value is not None]
 
     @property
     def n(self) -> int:

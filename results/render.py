@@ -6,7 +6,10 @@ deviation (ddof=1) over the finished seeds, n the number of those seeds
 ("(2/3)" while some are not finished, no std for a single seed). The best
 mean of each column (compared as printed, to two decimals) is bold whenever
 at least two methods have a number there. A column whose cells have a paper
-value gets a neighbour column "≈paper" with it. A cell without a finished
+value compares like with like: it is split into "(final)", the accuracy at the
+last epoch, and "(best)", the highest over epochs (the official code's "Max Test
+Acc1", the statistic its numbers are), with the paper's value, "≈paper", right
+after "(best)"; the other columns show the chosen metric. A cell without a finished
 seed says why: "—" never launched, "running 1/3", "pending", "failed", "stopped",
 "invalid"; every run that is not in the numbers is listed under the table
 with its directory, and every file that had to be skipped with its path.
@@ -14,6 +17,7 @@ with its directory, and every file that had to be skipped with its path.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,25 +27,45 @@ from .reference import REFERENCE_NOTE
 NOT_DONE = ("running", "pending", "failed", "stopped", "invalid")  # the order a cell names them in
 
 
+_WHEN = {
+    "final": "at the final epoch",
+    "best": "at the best epoch (highest test accuracy over epochs, as the official code reports)",
+}
+
+
 def caption(grid: Grid) -> str:
-    when = {
-        "final": "at the final epoch",
-        "best": "at the best epoch (highest test accuracy over epochs, as the official code reports)",
-    }[grid.metric]
+    stats = "mean ± sample standard deviation over seeds, number of seeds in brackets; best mean per column in bold."
+    if not referenced_columns(grid):
+        return f"Test accuracy (%) {_WHEN[grid.metric]}: {stats}"
     text = (
-        f"Test accuracy (%) {when}: mean ± sample standard deviation over seeds, "
-        "number of seeds in brackets; best mean per column in bold."
+        f"Test accuracy (%): {stats} Beside the paper's value both statistics: (final) at the final "
+        "epoch; (best) at the best epoch, the highest test accuracy over epochs, which the official "
+        "code reports (\"Max Test Acc1\") and the one to compare with the paper's."
     )
-    if any(g.reference for g in grid.groups):
-        text += f" {REFERENCE_NOTE}."
-    return text
+    if set(grid.columns) - referenced_columns(grid):
+        text += f" Columns without a paper value: {_WHEN[grid.metric]}."
+    return f"{text} {REFERENCE_NOTE}."
 
 
-def best_means(grid: Grid) -> dict[str, float]:
+def referenced_columns(grid: Grid) -> set[str]:
+    """The columns where some cell has a paper value: they show final and best."""
+    return {g.column for g in grid.groups if g.reference}
+
+
+def _summary(group: Group, metric: str | None) -> tuple[int, float | None, float | None]:
+    """(n, mean, sample std) of the group's finished seeds at `metric` (None: the grid's)."""
+    values = group.values_at(metric)
+    mean = statistics.fmean(values) if values else None
+    std = statistics.stdev(values) if len(values) >= 2 else None
+    return len(values), mean, std
+
+
+def best_means(grid: Grid, metric: str | None = None) -> dict[str, float]:
     """Per column, the highest mean as printed, where at least two methods have one."""
     best = {}
     for column in grid.columns:
-        means = [round(g.mean, 2) for g in grid.groups if g.column == column and g.mean is not None]
+        means = [round(m, 2) for g in grid.groups if g.column == column
+                 for m in [_summary(g, metric)[1]] if m is not None]
         if len(means) >= 2:
             best[column] = max(means)
     return best
@@ -78,44 +102,50 @@ def latex_escape(text: str) -> str:
 _LATEX = _Style(pm=r"$\pm$", dash="---", approx=r"$\approx$", bold=lambda s: rf"\textbf{{{s}}}", escape=latex_escape)
 
 
-def _cell(group: Group | None, best: float | None, style: _Style) -> str:
+def _cell(group: Group | None, best: float | None, style: _Style, metric: str | None = None) -> str:
     if group is None:  # no cell of the experiment has this (row, column)
         return ""
     total = len(group.runs)
-    if group.n == 0:
+    n, mean, std = _summary(group, metric)
+    if n == 0:
         parts = []
         for state in NOT_DONE:
             count = group.count(state)
             if count:
                 parts.append(state if count == total else f"{state} {count}/{total}")
         return ", ".join(parts) or style.dash
-    numbers = f"{group.mean:.2f}"
-    if group.std is not None:
-        numbers += f" {style.pm} {group.std:.2f}"
-    if best is not None and round(group.mean, 2) == best:
+    numbers = f"{mean:.2f}"
+    if std is not None:
+        numbers += f" {style.pm} {std:.2f}"
+    if best is not None and round(mean, 2) == best:
         numbers = style.bold(numbers)
-    seeds = f"({group.n})" if group.n == total else f"({group.n}/{total})"
+    seeds = f"({n})" if n == total else f"({n}/{total})"
     return f"{numbers} {seeds}"
 
 
 def _layout(grid: Grid, style: _Style) -> tuple[list[str], list[list[str]]]:
     """Header and body rows, cells already in `style`."""
-    best = best_means(grid)
-    with_reference = {c for c in grid.columns if any(g.reference for g in grid.groups if g.column == c)}
+    best = {metric: best_means(grid, metric) for metric in (None, "final", "best")}
+    with_reference = referenced_columns(grid)
     header = [style.escape(grid.row_field)]
     for column in grid.columns:
-        header.append(style.escape(column))
-        if column in with_reference:
-            header.append(f"{style.approx}paper")
+        if column in with_reference:  # like with like: the paper's value beside the best epoch
+            header += [style.escape(f"{column} (final)"), style.escape(f"{column} (best)"),
+                       f"{style.approx}paper"]
+        else:
+            header.append(style.escape(column))
     body = []
     for row in grid.rows:
         line = [style.escape(row)]
         for column in grid.columns:
             group = grid.cell(row, column)
-            line.append(_cell(group, best.get(column), style))
-            if column in with_reference:
-                ref = group.reference if group is not None else None
-                line.append(f"{style.approx}{ref.text}" if ref else "")
+            if column not in with_reference:
+                line.append(_cell(group, best[None].get(column), style))
+                continue
+            for metric in ("final", "best"):
+                line.append(_cell(group, best[metric].get(column), style, metric))
+            ref = group.reference if group is not None else None
+            line.append(f"{style.approx}{ref.text}" if ref else "")
         body.append(line)
     return header, body
 

@@ -55,6 +55,7 @@ class Run:
     path: Path
     state: str
     accuracy: float | None = None  # test accuracy (%) of the chosen metric, when done
+    accuracies: dict[str, float | None] = field(default_factory=dict)  # of every metric, when done
     error: str | None = None  # one line from error.json, when failed
     problems: list[Problem] = field(default_factory=list)
 
@@ -182,7 +183,8 @@ def load_run(
         if accuracy is None:
             message = f'has no finite number at ["{metric}"]["test_acc"]; skipped'
             return Run(cfg, path, "invalid", problems=[Problem(path / "result.json", message)])
-        return Run(cfg, path, "done", accuracy=accuracy)
+        return Run(cfg, path, "done", accuracy=accuracy,
+                   accuracies={m: read_accuracy(result, m) for m in METRICS})
 
     holder = _holder_state(path, slurm_jobs or {}, submitted)
     if holder is not None:  # a queued cell may not have written config.json yet

@@ -150,6 +150,9 @@ def _print_states(experiment, statuses: list[CellStatus], with_jobs: bool) -> No
     counts = sweep.count_states(statuses)
     summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
     print(f"\n{len(statuses)} cells: {summary}")
+    # The recipe every cell shares (docs/recipe.md for the paper's), which the table omits.
+    shared = sweep.shared_settings(list(experiment.cells))
+    print("every cell: " + " ".join(f"{k}={v}" for k, v in shared.items()))
 
 
 # --------------------------------------------------------------------------- commands

@@ -146,6 +146,15 @@ def varying_fields(cells: Sequence[TrainConfig]) -> list[str]:
     return [k for k in rows[0] if len({json.dumps(r.get(k), sort_keys=True) for r in rows}) > 1]
 
 
+def shared_settings(cells: Sequence[TrainConfig]) -> dict[str, Any]:
+    """The cell fields every cell holds at one value (the experiment's recipe), in
+    declaration order; ``experiment`` (the folder name) left out."""
+    if not cells:
+        return {}
+    varying = set(varying_fields(cells))
+    return {k: v for k, v in cell_fields(cells[0]).items() if k not in varying and k != "experiment"}
+
+
 # --------------------------------------------------------------------------- job ledger
 
 

@@ -74,12 +74,12 @@ def test_help_lists_every_field_with_choices():
         if f.name != "task":
             assert "--" + f.name.replace("_", "-") in text
     assert "{sgd,sam,asam,gsam,vasso}" in text
-    assert "{digits,cifar}" in text
+    assert "{digits,mnist1d,cifar}" in text
     assert "VaSSO averaging weight" in text
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"task": "mnist"}, "valid tasks: digits, cifar"),
+    ({"task": "mnist"}, "valid tasks: digits, mnist1d, cifar"),
     ({"task": "cifar", "dataset": "svhn"}, "cifar10, cifar100"),
     ({"task": "cifar", "model": "resnet50"}, "vgg11_bn, resnet18, wrn28_10, pyramidnet110"),
     ({"task": "digits", "optimizer": "adam"}, "sgd, sam, asam, gsam, vasso"),
@@ -94,6 +94,10 @@ def test_help_lists_every_field_with_choices():
     ({"task": "digits", "max_steps": 0}, "--max-steps"),
     ({"task": "digits", "cutout_prob": 0.5}, "no augmentation"),
     ({"task": "cifar", "cutout_prob": 1.5}, "[0, 1]"),
+    ({"task": "cifar", "norm_stats": "imagenet"}, "official, dataset"),
+    ({"task": "digits", "norm_stats": "official"}, "standardises by its own"),
+    ({"task": "cifar", "schedule": "step"}, "cosine, cosine-epoch, constant"),
+    ({"task": "cifar", "schedule": "cosine-epoch", "warmup_epochs": 1.0}, "has no warm-up"),
     ({"task": "digits", "gsam_rho_min": 0.1, "rho": 0.05}, "--gsam-rho-min"),
     ({"task": "digits", "warmup_epochs": 50.0, "epochs": 5}, "--warmup-epochs"),
     ({"task": "digits", "experiment": "a/b"}, "folder name"),

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from benchmarks.config import TrainConfig, run_dir
-from benchmarks.data import CIFAR100_MEAN, CIFAR100_STD, label_digest
+from benchmarks.data import (CIFAR100_MEAN, CIFAR100_STD, OFFICIAL_CIFAR_MEAN, OFFICIAL_CIFAR_STD,
+                             label_digest)
 from benchmarks.engine import train
 from benchmarks.tasks import get_task
 from benchmarks.tasks.cifar import CIFAR10, CIFAR100
@@ -68,7 +69,7 @@ def test_label_noise_run_records_the_corrupted_labels(data_dir, tmp_path):
 
 
 def test_augmentation_is_seeded_per_sample_and_epoch(data_dir, tmp_path):
-    data = get_task("cifar").load_data(cifar(data_dir, tmp_path))
+    data = get_task("cifar").load_data(cifar(data_dir, tmp_path, cutout_prob=1.0))
     image, target = data.train[(3, 0)]
     assert image.shape == (3, 32, 32) and image.dtype == torch.float32
     assert torch.equal(data.train[(3, 0)][0], image)       # same key, same augmentation
@@ -80,15 +81,23 @@ def test_augmentation_is_seeded_per_sample_and_epoch(data_dir, tmp_path):
     state = torch.get_rng_state()
     data.train[(5, 2)]
     assert torch.equal(torch.get_rng_state(), state)
-    again = get_task("cifar").load_data(cifar(data_dir, tmp_path))
+    again = get_task("cifar").load_data(cifar(data_dir, tmp_path, cutout_prob=1.0))
     assert torch.equal(again.train[(3, 0)][0], image)
 
 
-def test_cifar_test_set_is_normalised_tensors(data_dir, tmp_path):
-    data = get_task("cifar").load_data(cifar(data_dir, tmp_path, dataset="cifar100"))
+@pytest.mark.parametrize("norm_stats, stats", [
+    # The official code normalises CIFAR-100 with its CIFAR-10 statistics (the default).
+    ("official", (OFFICIAL_CIFAR_MEAN, OFFICIAL_CIFAR_STD)),
+    ("dataset", (CIFAR100_MEAN, CIFAR100_STD)),
+])
+def test_cifar_test_set_is_normalised_tensors(data_dir, tmp_path, norm_stats, stats):
+    cfg = cifar(data_dir, tmp_path, dataset="cifar100", norm_stats=norm_stats)
+    assert TrainConfig("cifar", dataset="cifar100").norm_stats == "official"
+    data = get_task("cifar").load_data(cfg)
     assert data.num_classes == 100 and len(data.test) == 16
+    assert (data.train.mean, data.train.std) == (data.test.mean, data.test.std) == stats
     raw = torch.tensor(CIFAR100(str(data_dir), train=False).data[4]).permute(2, 0, 1) / 255
-    mean, std = torch.tensor(CIFAR100_MEAN)[:, None, None], torch.tensor(CIFAR100_STD)[:, None, None]
+    mean, std = (torch.tensor(v)[:, None, None] for v in stats)
     torch.testing.assert_close(data.test[4][0], (raw - mean) / std)
 
 

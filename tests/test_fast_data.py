@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms
 
-from benchmarks.data import AugmentedImages, epoch_permutation
+from benchmarks.data import (CIFAR100_MEAN, CIFAR100_STD, OFFICIAL_CIFAR_MEAN, OFFICIAL_CIFAR_STD,
+                             AugmentedImages, cifar_statistics, epoch_permutation)
 from benchmarks.fast.data import (CIFAR10_MEAN, CIFAR10_STD, Augmentation, AugmentationDraw,
                                   DeviceCIFAR, augment, draw_augmentation)
 
@@ -60,10 +61,12 @@ def torchvision_samples(n: int = N, seed: int = 0) -> torch.Tensor:
         return torch.stack([pipeline(image) for _ in range(n)])
 
 
+# The geometry tests cut every sample (p = 1, like ReferenceCutout); the probability
+# (the official 0.5 by default) is tested on its own.
 def device_samples(n: int = N, seed: int = 0, **aug) -> torch.Tensor:
     images = np.repeat(coordinate_image()[None], n, axis=0)
     data = DeviceCIFAR(images, np.zeros(n, dtype=np.int64), batch_size=n, seed=seed,
-                       augmentation=Augmentation(**aug))
+                       augmentation=Augmentation(**{"cutout_prob": 1.0, **aug}))
     (x, _), = list(data.batches(epoch=0))
     return x
 
@@ -71,7 +74,7 @@ def device_samples(n: int = N, seed: int = 0, **aug) -> torch.Tensor:
 def drawn_samples(n: int = N, seed: int = 0) -> torch.Tensor:
     images = np.repeat(coordinate_image()[None], n, axis=0)
     data = AugmentedImages(images, np.zeros(n, dtype=np.int64), mean=CIFAR10_MEAN,
-                           std=CIFAR10_STD, augmentation=Augmentation(), seed=seed)
+                           std=CIFAR10_STD, augmentation=Augmentation(cutout_prob=1.0), seed=seed)
     return torch.stack([data[(i, 0)][0] for i in range(n)])
 
 
@@ -308,3 +311,32 @@ def test_bad_input_is_a_clear_error():
         Augmentation(cutout_prob=1.5)
     with pytest.raises(TypeError, match="AugmentedImages"):
         DeviceCIFAR.from_dataset(torch.utils.data.TensorDataset(images), batch_size=2)
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
+def test_official_recipe_is_the_same_images_on_both_paths(dataset):
+    """The official code's data decisions, applied alike by AugmentedImages and DeviceCIFAR:
+    its CIFAR-10 statistics for either dataset, Cutout with probability 0.5 by default, and
+    the patch zeroed after normalisation (0 in normalised space, not a black pixel)."""
+    mean, std = cifar_statistics(dataset, "official")
+    assert (mean, std) == (OFFICIAL_CIFAR_MEAN, OFFICIAL_CIFAR_STD)
+    assert [round(255 * m, 1) for m in mean] == [125.3, 123.0, 113.9]
+    assert [round(255 * s, 1) for s in std] == [63.0, 62.1, 66.7]
+    assert Augmentation().cutout_prob == 0.5 and Augmentation().cutout_size == 16
+    n = 400
+    # Mid-grey images: a black pixel normalises far from 0, so a zero can only be a cut.
+    images = torch.full((n, 32, 32, 3), 128, dtype=torch.uint8)
+    drawn = AugmentedImages(images, torch.arange(n), mean=mean, std=std,
+                            augmentation=Augmentation(crop_padding=0, flip=False), seed=1)
+    device = DeviceCIFAR.from_dataset(drawn, batch_size=n, seed=0)
+    (x, keys), = list(device.batches(epoch=0))
+    expected = torch.stack([drawn[(i, 0)][0] for i in keys.tolist()])
+    torch.testing.assert_close(x, expected, atol=1e-5, rtol=1e-5)
+    cut = (x == 0).all(1).flatten(1).any(1)
+    # Binomial(400, 0.5): 0.5 +- 0.1 is five standard errors.
+    assert 0.4 < float(cut.double().mean()) < 0.6
+    grey = (128 / 255 - torch.tensor(mean)) / torch.tensor(std)
+    kept = x[~cut]
+    torch.testing.assert_close(kept, grey[None, :, None, None].expand_as(kept), atol=1e-5, rtol=0)
+    # The statistics differ from CIFAR-100's own, which "dataset" picks.
+    assert cifar_statistics("cifar100", "dataset") == (CIFAR100_MEAN, CIFAR100_STD) != (mean, std)

@@ -43,8 +43,13 @@ class ReferenceStep:
         rho_min: float | None = None,
         lr_max: float | None = None,
         lr_min: float = 0.0,
+        skip: str = "clean",
+        update_on_reuse: bool = False,
     ) -> None:
         self.params, self.base, self.method = params, base, method
+        self.skip, self.update_on_reuse = skip, update_on_reuse
+        self.e_last: list[Tensor] | None = None  # skip="reuse": the last perturbation
+        self.passes = 0
         self.rho, self.eps, self.eta, self.theta, self.alpha = rho, eps, eta, theta, alpha
         self.scaled = scaled if scaled is not None else set(params)
         self.rho_min = rho if rho_min is None else rho_min
@@ -86,24 +91,46 @@ class ReferenceStep:
         norm = _norm(g)
         return [rho * gi / (norm + self.eps) for gi in g]
 
+    def _average(self, g: list[Tensor]) -> None:
+        self.d = [gi.clone() for gi in g] if self.d is None else [
+            (1 - self.theta) * di + self.theta * gi for di, gi in zip(self.d, g)
+        ]
+
+    def _gradients_at(self, e: list[Tensor], closure: Callable[[], Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """Loss and gradients at w + e; the weights are w again afterwards."""
+        w = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for p, ei in zip(self.params, e):
+                p.add_(ei)
+        result = self._gradients(closure)
+        with torch.no_grad():
+            for p, wi in zip(self.params, w):
+                p.copy_(wi)
+        return result
+
     def step(self, closure: Callable[[], Tensor], ascend: bool = True) -> Tensor:
+        if not ascend and self.skip == "reuse" and self.e_last is not None:
+            # One pass at w + e_last; its gradient is the descent direction.
+            loss, direction = self._gradients_at(self.e_last, closure)
+            self.passes += 1
+            if self.method == "vasso" and self.update_on_reuse:
+                self._average(direction)
+            for p, di in zip(self.params, direction):
+                p.grad = di.clone()
+            self.base.step()
+            return loss
         loss, g = self._gradients(closure)
+        self.passes += 1
         if not ascend:
             if self.method == "vasso":  # the average still sees the clean gradient
-                self.d = [gi.clone() for gi in g] if self.d is None else [
-                    (1 - self.theta) * di + self.theta * gi for di, gi in zip(self.d, g)
-                ]
+                self._average(g)
             direction = g
         else:
             e = self._perturbation(g)
-            w = [p.detach().clone() for p in self.params]
-            with torch.no_grad():
-                for p, ei in zip(self.params, e):
-                    p.add_(ei)
-            _, g_p = self._gradients(closure)
-            with torch.no_grad():
-                for p, wi in zip(self.params, w):
-                    p.copy_(wi)
+            if self.skip == "reuse":
+                self.e_last = [ei.clone() for ei in e]
+            _, g_p = self._gradients_at(e, closure)
+            self.passes += 1
             direction = g_p
             if self.method == "gsam" and self.alpha:
                 c = _dot(g, g_p) / (_norm(g_p) ** 2 + self.eps)

@@ -32,6 +32,7 @@ __all__ = ["SharpnessAware", "SAM"]
 
 BN_STATS = ("first", "both")
 SYNC = ("global", "local")
+SKIP = ("clean", "reuse")
 
 
 def _check_range(name: str, value: Any, ok: bool, valid: str) -> None:
@@ -80,6 +81,22 @@ class SharpnessAware(torch.optim.Optimizer):
             step from a CPU ``torch.Generator`` seeded with ``seed``: the same draw
             on every rank, no device involved.
         seed: seed of that generator.
+        skip: what a step without a fresh ascent does (METHODS.md, "Cheaper steps").
+            ``"clean"`` (default): one forward/backward at w, and the base optimizer
+            steps with that clean gradient. ``"reuse"``: the last perturbation
+            computed, e_last, is re-applied: one forward/backward at w + e_last and
+            the base optimizer steps with that gradient (the VaSSO follow-up work's
+            reuse scheme). Before the first ascent there is no e_last, and such a
+            step is a clean one. On a reused step the one pass updates the
+            BatchNorm statistics under either ``bn_stats`` policy (it is the only
+            pass), GSAM descends along the reused gradient as it is (there is no
+            clean gradient to decompose), and VaSSO's average is left alone unless
+            ``update_on_reuse=True``. With the two-step API, ``first_pass()`` is
+            required in this mode: it moves the weights to w + e_last on entry.
+
+    Every step counts its forward/backward passes in ``passes`` (2 for a step that
+    ascends, 1 otherwise), part of ``state_dict()``, so that the compute of a run
+    is measured rather than assumed.
 
     Two ways to call it, which give bit-identical results::
 
@@ -120,6 +137,7 @@ class SharpnessAware(torch.optim.Optimizer):
         ascent_every: int = 1,
         ascent_prob: float | None = None,
         seed: int = 0,
+        skip: str = "clean",
     ) -> None:
         name = type(self).__name__
         if isinstance(base, type):
@@ -135,6 +153,7 @@ class SharpnessAware(torch.optim.Optimizer):
         _check_range("eps", eps, eps >= 0, "a number >= 0")
         _check_choice("bn_stats", bn_stats, BN_STATS)
         _check_choice("sync", sync, SYNC)
+        _check_choice("skip", skip, SKIP)
         _check_range(
             "ascent_every", ascent_every, isinstance(ascent_every, int) and ascent_every >= 1,
             "an integer >= 1",
@@ -171,6 +190,7 @@ class SharpnessAware(torch.optim.Optimizer):
         self.sync = sync
         self.ascent_every = ascent_every
         self.ascent_prob = ascent_prob
+        self.skip = skip
         self._ascent_rng = None
         if ascent_prob is not None:
             self._ascent_rng = torch.Generator(device="cpu")
@@ -178,8 +198,11 @@ class SharpnessAware(torch.optim.Optimizer):
         self._running_stats = RunningStats(model) if model is not None and bn_stats == "first" else None
         self._weights: dict[Tensor, Tensor] = {}  # the copy of w taken before each ascent
         self._steps = 0  # completed steps, ascended or not
+        self._passes = 0  # forward/backward passes of the completed steps
+        self._has_last_perturbation = False  # skip="reuse": e_last exists (after the first ascent)
+        self._reusing = False  # this step's one pass runs at w + e_last (set by first_pass)
         self._ascends: bool | None = None  # this step's ascent decision, once drawn
-        self._phase: str | None = None  # None, "ascended" or "skipped" (between first and second step)
+        self._phase: str | None = None  # None, "ascended", "skipped" or "reused" (between first and second step)
         self._active: list[Tensor] = []
         self._found_inf: Tensor | None = None
         self._scaler: torch.amp.GradScaler | None = None
@@ -192,6 +215,10 @@ class SharpnessAware(torch.optim.Optimizer):
 
     def _observe_gradient(self, params: list[Tensor], grads: list[Tensor], found_inf: Tensor | None) -> None:
         """See the clean first-pass gradient of every step (VaSSO's average)."""
+
+    def _observes_reused_gradient(self) -> bool:
+        """Whether ``_observe_gradient`` also sees the gradient of a reused step (at w + e_last)."""
+        return False
 
     def _commit(self, found_inf: Tensor) -> None:
         """fp16 path: keep the state observed this step unless ``found_inf`` is 1."""
@@ -227,18 +254,56 @@ class SharpnessAware(torch.optim.Optimizer):
                 self._ascends = self._steps % self.ascent_every == 0
         return self._ascends
 
+    @property
+    def passes(self) -> int:
+        """Forward/backward passes taken by the completed steps (2 per ascent, 1 otherwise)."""
+        return self._passes
+
+    def reuses_this_step(self) -> bool:
+        """Whether the current step's one pass runs at w + e_last (``skip="reuse"``)."""
+        return self.skip == "reuse" and self._has_last_perturbation and not self.ascends_this_step()
+
     @contextlib.contextmanager
     def first_pass(self) -> Iterator[None]:
         """Wrap the first forward *and* backward of a step in this (two-step API).
 
         Under ``sync="local"`` on a step that ascends it enters ``model.no_sync()``
-        so that the first gradient is the rank's own; otherwise it does nothing.
+        so that the first gradient is the rank's own. Under ``skip="reuse"`` on a
+        step without a fresh ascent it moves the weights to w + e_last for the
+        pass (``second_step`` moves them back). Otherwise it does nothing.
         """
-        if self.sync == "local" and self.ascends_this_step():
+        if self._phase is not None:
+            raise RuntimeError("first_pass() inside a step: call second_step() to finish the previous one")
+        if self.reuses_this_step():
+            self._apply_last_perturbation()
+            try:
+                yield
+            except BaseException:
+                self._abort()
+                raise
+        elif self.sync == "local" and self.ascends_this_step():
             with self.model.no_sync():
                 yield
         else:
             yield
+
+    @torch.no_grad()
+    def _apply_last_perturbation(self) -> None:
+        targets = [p for p in self._param_index() if "e_last" in self.state.get(p, {})]
+        torch._foreach_copy_(self._weight_copies(targets), targets)
+        torch._foreach_add_(targets, [self.state[p]["e_last"] for p in targets])
+        self._active, self._reusing = targets, True
+
+    def _keep_last_perturbation(self, targets: list[Tensor], e: list[Tensor]) -> None:
+        """skip="reuse": copy this ascent's e into per-tensor buffers (stable storage)."""
+        buffers = []
+        for p, ei in zip(targets, e):
+            state = self.state[p]
+            if "e_last" not in state or state["e_last"].shape != ei.shape:
+                state["e_last"] = torch.empty_like(p, memory_format=torch.preserve_format)
+            buffers.append(state["e_last"])
+        torch._foreach_copy_(buffers, e)
+        self._has_last_perturbation = True
 
     def _params_with_grads(self) -> tuple[list[Tensor], list[Tensor]]:
         params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
@@ -264,6 +329,11 @@ class SharpnessAware(torch.optim.Optimizer):
         """
         if self._phase is not None:
             raise RuntimeError("first_step() called twice: call second_step() to finish the step")
+        if self.reuses_this_step() and not self._reusing:
+            raise RuntimeError(
+                "skip='reuse': this step evaluates its gradient at w + e_last, which first_pass() "
+                "applies: wrap the first forward and backward in `with opt.first_pass():`"
+            )
         params, grads = self._params_with_grads()
         if not params:
             raise RuntimeError(
@@ -275,11 +345,17 @@ class SharpnessAware(torch.optim.Optimizer):
             scaler.unscale_(self)
             found_inf = nonfinite_flag(grads)
             zero_nonfinite_(grads)  # keeps w + e and the method state finite when skipped
-        self._observe_gradient(params, grads, found_inf)
+        if not self._reusing or self._observes_reused_gradient():
+            self._observe_gradient(params, grads, found_inf)
+        if self._reusing:  # the weights are at w + e_last since first_pass; _active holds them
+            self._phase, self._found_inf, self._scaler = "reused", found_inf, scaler
+            return False
         ascends = self.ascends_this_step()
         if ascends:
             torch._foreach_copy_(self._weight_copies(params), params)
             targets, e = self._perturbation(params, grads)
+            if self.skip == "reuse":
+                self._keep_last_perturbation(targets, e)
             if self._running_stats:
                 self._running_stats.save()
             torch._foreach_add_(targets, e)
@@ -309,24 +385,29 @@ class SharpnessAware(torch.optim.Optimizer):
                     scaler.unscale_(self.base)  # a second optimizer id: one unscale per pass
                     found_inf = torch.maximum(found_inf, nonfinite_flag(grads))
                 self._descent_direction_(params, grads)
+            elif self._phase == "reused":
+                self._restore(params, running_stats=False)  # the one pass's statistics stay
             if found_inf is not None:
                 self._commit(found_inf)
             self._base_step(found_inf)
+            passes = 2 if self._phase == "ascended" else 1
         finally:
             self._end_step()
         self._steps += 1
+        self._passes += passes
         if scaler is not None:
             scaler.update()
 
-    def _restore(self, params: list[Tensor]) -> None:
+    def _restore(self, params: list[Tensor], running_stats: bool = True) -> None:
         # An in-place copy: exact in any precision (w + e - e is not), and the
         # parameters keep their storage (CUDA graphs, FSDP).
         torch._foreach_copy_(params, [self._weights[p] for p in params])
-        if self._running_stats:
+        if running_stats and self._running_stats:
             self._running_stats.restore()
 
     def _end_step(self) -> None:
         self._phase, self._ascends, self._active, self._found_inf, self._scaler = None, None, [], None, None
+        self._reusing = False
 
     def _base_step(self, found_inf: Tensor | None) -> None:
         if found_inf is None:
@@ -371,9 +452,11 @@ class SharpnessAware(torch.optim.Optimizer):
 
     @torch.no_grad()
     def _abort(self) -> None:
-        """The second pass failed: put the weights and statistics back and forget the step."""
+        """A pass failed: put the weights (and statistics) back and forget the step."""
         if self._phase == "ascended":
             self._restore(self._active)
+        elif self._reusing:
+            self._restore(self._active, running_stats=False)
         self._end_step()
 
     # ------------------------------------------------------------------ plumbing
@@ -417,6 +500,7 @@ class SharpnessAware(torch.optim.Optimizer):
             "base": self.base.state_dict(),
             "state": {index[p]: dict(s) for p, s in self.state.items() if s},
             "steps": self._steps,
+            "passes": self._passes,
             "ascent_rng": None if self._ascent_rng is None else self._ascent_rng.get_state(),
             "method_state": self._method_state(),
         }
@@ -436,6 +520,8 @@ class SharpnessAware(torch.optim.Optimizer):
             p = params[int(i)]
             self.state[p] = {k: v.detach().to(p.device, copy=True) for k, v in per_tensor.items()}
         self._steps = int(state_dict["steps"])
+        self._passes = int(state_dict.get("passes", 0))  # absent from state dicts of vasso < 0.2
+        self._has_last_perturbation = any("e_last" in s for s in self.state.values())
         if self._ascent_rng is not None:
             self._ascent_rng.set_state(state_dict["ascent_rng"])
         self._load_method_state(state_dict["method_state"])

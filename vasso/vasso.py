@@ -36,13 +36,20 @@ class VaSSO(SharpnessAware):
     Args:
         theta: weight of the newest gradient, in (0, 1]; the official code's
             default is 0.9.
+        update_on_reuse: with ``skip="reuse"``, also feed the gradient of a reused
+            step (taken at w + e_last) into d_t (the "ReMu" variant of METHODS.md);
+            by default d_t sees clean gradients only and is left alone on such steps.
         Other arguments: see :class:`vasso.SharpnessAware`.
     """
 
-    def __init__(self, base: torch.optim.Optimizer, rho: float = 0.05, theta: float = 0.9, **kwargs: Any) -> None:
+    def __init__(self, base: torch.optim.Optimizer, rho: float = 0.05, theta: float = 0.9,
+                 update_on_reuse: bool = False, **kwargs: Any) -> None:
         _check_range("theta", theta, 0 < theta <= 1, "in (0, 1]")
+        if update_on_reuse and kwargs.get("skip", "clean") != "reuse":
+            raise ValueError("update_on_reuse=True needs skip='reuse' (no step reuses a perturbation otherwise)")
         super().__init__(base, rho=rho, **kwargs)
         self.theta = theta
+        self.update_on_reuse = update_on_reuse
         self._weight: Tensor | None = None  # w: 1.0 until the first update, then theta
         self._candidate: list[Tensor] | None = None  # fp16 path: this step's d_t until committed
         self._active_averages: list[Tensor] = []  # d of the tensors with a gradient this step
@@ -73,6 +80,9 @@ class VaSSO(SharpnessAware):
             self._candidate = torch._foreach_mul(averages, 1.0 - w)
             torch._foreach_add_(self._candidate, weighted_grads)
         self._active_averages = averages
+
+    def _observes_reused_gradient(self) -> bool:
+        return self.update_on_reuse
 
     def _perturbation(self, params: list[Tensor], grads: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         d = self._candidate if self._candidate is not None else self._active_averages

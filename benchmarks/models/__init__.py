@@ -31,4 +31,4 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
 
 
 # Imported for their registrations.
-from . import digits_cnn, pyramidnet, resnet, vgg, wide_resnet  # noqa: E402,F401
+from . import digits_cnn, mnist1d_cnn, pyramidnet, resnet, vgg, wide_resnet  # noqa: E402,F401

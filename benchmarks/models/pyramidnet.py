@@ -5,6 +5,12 @@ alpha / 54 in every block (additive pyramid), rounded down, from 16 to 16 + alph
 Blocks are BN-conv-BN-ReLU-conv-BN (no first ReLU); the shortcut is identity,
 average-pooled when the block downsamples and zero-padded in channels. Published
 sizes: 1.7M parameters for alpha = 48, 28.3M for alpha = 270 (paper, Table 4).
+
+*unverified*: the official VaSSO code holds no PyramidNet that we could read (its
+models/ folder is not in our index; the upstream it is built on, Mi-Peng/Sparse-
+Sharpness-Aware-Minimization, has none), and the paper names only "PyramidNet-110".
+Alpha 270 and the basic block are the largest 110-layer model of the PyramidNet paper
+(Table 4); ``--pyramidnet-alpha`` changes alpha (docs/recipe.md).
 """
 
 import math

@@ -1,5 +1,7 @@
 """ResNet-18 for CIFAR (He et al. 2016): a 3x3 stem with stride 1 and no max-pool,
 four stages of two basic blocks (64, 128, 256, 512 channels); about 11.17M parameters.
+The official VaSSO code's definition (docs/recipe.md): the same layers, a 4x4 average
+pool (the global one at 32x32 input) and PyTorch's default initialisation.
 """
 
 from torch import nn

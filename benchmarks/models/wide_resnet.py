@@ -1,7 +1,13 @@
 """Wide ResNet WRN-28-10 (Zagoruyko & Komodakis 2016) for CIFAR: pre-activation
 basic blocks (BN-ReLU-conv), 4 blocks per stage, widths 160/320/640; about 36.5M
 parameters. Dropout is off, as in the SAM/VaSSO CIFAR recipes.
+
+Initialisation as the official VaSSO code's (docs/recipe.md), from the reference WRN
+code: every conv weight ~ N(0, 2 / (k * k * out_channels)) (He, fan-out), BatchNorm
+weight 1 and bias 0, the classifier's bias 0 (its weight keeps PyTorch's default).
 """
+
+import math
 
 from torch import nn
 import torch.nn.functional as F
@@ -43,6 +49,14 @@ class WideResNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.bn = nn.BatchNorm2d(in_ch)
         self.fc = nn.Linear(in_ch, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
+                nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.zeros_(self.fc.bias)
 
     def forward(self, x):
         out = F.relu(self.bn(self.blocks(self.stem(x))))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from .base import Task, TaskData
 from .cifar import CifarTask
 from .digits import DigitsTask
+from .mnist1d import Mnist1dTask
 
-TASKS: dict[str, Task] = {"digits": DigitsTask(), "cifar": CifarTask()}
+TASKS: dict[str, Task] = {"digits": DigitsTask(), "mnist1d": Mnist1dTask(), "cifar": CifarTask()}
 
 
 def get_task(name: str) -> Task:

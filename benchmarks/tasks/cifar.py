@@ -3,9 +3,11 @@
 Data lives in ``data_dir/cifar-10-batches-py`` or ``data_dir/cifar-100-python`` (the
 extracted official archives); it is downloaded only with ``--download``. Training
 augmentation, as the official VaSSO code: RandomCrop(32, padding=4),
-RandomHorizontalFlip, ToTensor, Normalize(CIFAR mean/std), then Cutout 16x16 with
-probability ``cutout_prob`` (:class:`benchmarks.data.Augmentation`). Both splits are
-:class:`benchmarks.data.AugmentedImages`: the DataLoader path applies each sample's
+RandomHorizontalFlip, ToTensor, Normalize, then Cutout 16x16 with probability
+``cutout_prob`` (:class:`benchmarks.data.Augmentation`), the patch zeroed after
+normalisation. ``norm_stats`` picks the statistics: the official code's CIFAR-10
+values for both datasets ("official"), or each dataset's own ("dataset"); see
+docs/recipe.md. Both splits are :class:`benchmarks.data.AugmentedImages`: the DataLoader path applies each sample's
 drawn augmentation with torchvision's functional transforms, and the fast path
 (``--fast``, ``benchmarks.fast.DeviceCIFAR.from_dataset``) applies the very same
 draws on the device. The draws are pure functions of (seed, epoch), so runs resume
@@ -20,8 +22,7 @@ import torch
 from torchvision import datasets
 
 from ..config import ConfigError, TrainConfig
-from ..data import (CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, Augmentation,
-                    AugmentedImages)
+from ..data import Augmentation, AugmentedImages, cifar_statistics
 from .base import Task, TaskData, data_seed, noisy_labels
 
 
@@ -41,8 +42,7 @@ def _presence_only(cls: type) -> type:
 
 CIFAR10 = _presence_only(datasets.CIFAR10)
 CIFAR100 = _presence_only(datasets.CIFAR100)
-_DATASETS = {"cifar10": (CIFAR10, 10, CIFAR10_MEAN, CIFAR10_STD),
-             "cifar100": (CIFAR100, 100, CIFAR100_MEAN, CIFAR100_STD)}
+_DATASETS = {"cifar10": (CIFAR10, 10), "cifar100": (CIFAR100, 100)}
 
 
 def _missing_files(cls: type, root: pathlib.Path) -> list[str]:
@@ -55,7 +55,8 @@ class CifarTask(Task):
     name = "cifar"
 
     def load_data(self, cfg: TrainConfig) -> TaskData:
-        cls, num_classes, mean, std = _DATASETS[cfg.dataset]
+        cls, num_classes = _DATASETS[cfg.dataset]
+        mean, std = cifar_statistics(cfg.dataset, cfg.norm_stats)
         root = pathlib.Path(cfg.data_dir)
         missing = _missing_files(cls, root)
         if missing and not cfg.download:
