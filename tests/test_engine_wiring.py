@@ -155,6 +155,15 @@ def test_each_step_trains_at_its_scheduled_rate(tmp_path, monkeypatch, optimizer
     assert used[0] == cfg.lr / 4 and used[4] == cfg.lr  # warm-up from lr/4, then the peak
 
 
+def test_each_epoch_trains_at_the_official_per_epoch_rate(tmp_path, monkeypatch):
+    used = _record_lr(monkeypatch)
+    cfg = argv(tmp_path, "--epochs", "3", "--max-steps", "2", "--schedule", "cosine-epoch",
+               "--optimizer", "sam")
+    train(cfg)
+    peak, second = cfg.lr, cfg.lr * 0.75  # epochs 0 and 1 at the peak, then (1 + cos(pi/3)) / 2
+    assert used == pytest.approx([peak, peak, peak, peak, second, second], rel=1e-12, abs=0)
+
+
 def test_the_best_epoch_on_a_tie_is_the_first(tmp_path, monkeypatch):
     accuracies = iter([50.0, 70.0, 70.0, 60.0])
     monkeypatch.setattr(Trainer, "evaluate", lambda self: {"loss": 1.0, "acc": next(accuracies)})
