@@ -248,10 +248,14 @@ MUTANTS: tuple[Mutant, ...] = (
       DIGITS + "::test_init_and_batches_shared_across_optimizers_not_seeds"),
 
     # -- the results tables -----------------------------------------------------------------
-    m("std-is-population", "results/grid.py",
+    m("table-std-is-population", "results/render.py",
+      "std = statistics.stdev(values) if len(values) >= 2 else None",
+      "std = statistics.pstdev(values) if len(values) >= 2 else None",
+      T + "test_results.py", "-k", "golden_markdown"),
+    m("sweep-band-std-is-population", "results/grid.py",
       "return statistics.stdev(self.values) if self.n >= 2 else None",
       "return statistics.pstdev(self.values) if self.n >= 2 else None",
-      T + "test_results.py", "-k", "golden_markdown"),
+      T + "test_results_plots.py", "-k", "noise_figure"),
     m("best-mean-is-the-lowest", "results/render.py",
       "best[column] = max(means)", "best[column] = min(means)",
       T + "test_results.py", "-k", "golden_markdown"),

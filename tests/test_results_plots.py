@@ -85,6 +85,10 @@ def test_noise_figure_one_line_per_method_over_noise_rates(tmp_path):
     assert list(vasso.get_xdata()) == [0.25, 0.5, 0.75]
     assert [round(y, 6) for y in vasso.get_ydata()] == [85.0, 87.5, 90.0]  # 82 + 10x + mean(0, 1)
     assert to_hex(vasso.get_color()) == PALETTE["vasso"]
+    # Its band is +-1 sample std of seeds 0 and 1: sqrt(1/2) either side of the mean.
+    [band] = [c for c in ax.collections if to_hex(c.get_facecolor()[0]) == PALETTE["vasso"]]
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert (ys.min(), ys.max()) == pytest.approx((85.0 - 0.5**0.5, 90.0 + 0.5**0.5))
 
 
 def test_theta_figure_draws_a_single_theta_method_as_a_level(tmp_path):
