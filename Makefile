@@ -18,17 +18,17 @@ help:  ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
 
-install: $(STAMP)  ## create .venv and install the pinned dependencies
+install: $(STAMP)  ## create .venv, install the pinned dependencies and `vasso` (editable: import it anywhere)
 
-# The stamp is rebuilt only when the requirements change: a second
-# `make install` is a no-op.
-$(STAMP): requirements.txt requirements-lock.txt scripts/install.sh
+# The stamp is rebuilt only when the requirements, the install script or the
+# package definition (pyproject.toml) change: a second `make install` is a no-op.
+$(STAMP): requirements.txt requirements-lock.txt scripts/install.sh pyproject.toml
 	@PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/install.sh
 	@touch $@
 
 lock: $(STAMP)  ## re-pin requirements-lock.txt from the current .venv
 	@{ echo "# The exact set CI installs (pip freeze of a working .venv). Regenerate with 'make lock'."; \
-	   $(VENV)/bin/pip freeze --exclude-editable; } > requirements-lock.txt
+	   $(VENV)/bin/pip freeze --all --exclude-editable | grep -v '^pip=='; } > requirements-lock.txt
 
 test: $(STAMP)  ## run the test suite (Slurm tests need `make slurm-up` first)
 	$(PY) -m pytest tests

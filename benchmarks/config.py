@@ -95,9 +95,44 @@ def _default_runs_dir() -> str:
     return os.environ.get("VASSO_RUNS") or "./runs"
 
 
-def _opt(text: str, choices: tuple[str, ...] | None = None, **kw: Any) -> Any:
-    """A dataclass field carrying its CLI help (and choices) as metadata."""
-    return field(metadata={"help": text, "choices": choices}, **kw)
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _per_key(values: dict[str, Any]) -> str:
+    """``{"digits": 30, "cifar": 200}`` -> "30 for digits, 200 for cifar"; one value if all agree."""
+    keys_of: dict[str, list[str]] = {}
+    for key, value in values.items():
+        keys_of.setdefault(_show(value), []).append(key)
+    if len(keys_of) == 1:
+        return next(iter(keys_of))
+    return "; ".join(f"{value} for {', '.join(keys)}" for value, keys in keys_of.items())
+
+
+def default_num_workers() -> int:
+    """DataLoader workers when ``--num-workers`` is not given: the CPUs this process
+    may use (its affinity, which a Slurm allocation sets, and ``SLURM_CPUS_PER_TASK``),
+    at most 8. Resolved where the cell runs, never where it was launched."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        cpus = min(cpus, int(slurm))
+    return min(cpus, 8)
+
+
+def _opt(text: str, choices: tuple[str, ...] | None = None, default_text: str | None = None,
+         **kw: Any) -> Any:
+    """A dataclass field carrying its CLI help (and choices) as metadata.
+
+    ``default_text``: what ``--help`` says the default is, for a default that is not
+    a plain value (None standing for "per method", a value from the environment).
+    """
+    return field(metadata={"help": text, "choices": choices, "default_text": default_text}, **kw)
 
 
 @dataclass(frozen=True)
@@ -106,55 +141,59 @@ class TrainConfig:
 
     task: str = _opt("the task to train", TASKS)
     # What is trained.
-    dataset: str | None = _opt("dataset (default: the task's first dataset)", default=None)
+    dataset: str | None = _opt("dataset", default=None)
     model: str | None = _opt("model name (see benchmarks.models)", default=None)
     pyramidnet_alpha: int = _opt("PyramidNet widening factor alpha", default=270)
     # The optimizer.
     optimizer: str = _opt("optimizer; 'sgd' means the base optimizer alone", OPTIMIZERS, default="sgd")
     base: str = _opt("base optimizer wrapped by the sharpness-aware methods", BASE_OPTIMIZERS, default="sgd")
-    rho: float | None = _opt("perturbation radius, rho_max for GSAM (default: per method, "
-                             "0.5 for ASAM, 0.05 otherwise)", default=None)
+    rho: float | None = _opt("perturbation radius, rho_max for GSAM", default=None,
+                             default_text=_per_key(METHOD_RHO))
     theta: float = _opt("VaSSO averaging weight theta in (0, 1]; 1 is SAM", default=0.9)
     eta: float = _opt("ASAM's eta in T_w = |w| + eta", default=0.01)
     asam_scale: str = _opt("tensors ASAM scales: 'weights' (official) or 'all'", ASAM_SCALES, default="weights")
     gsam_alpha: float = _opt("GSAM's alpha (weight of the orthogonal ascent)", default=0.0)
-    gsam_rho_min: float | None = _opt("GSAM's rho_min (default: rho, a constant rho)", default=None)
+    gsam_rho_min: float | None = _opt("GSAM's rho_min", default=None, default_text="rho, a constant rho")
     ascent_every: int = _opt("perturb every k-th step only (1: every step)", default=1)
     bn_stats: str | None = _opt("BatchNorm running statistics from the first pass or both passes "
-                                "(default: per task; cifar: both, as the official code)", BN_STATS,
-                                default=None)
-    lr: float | None = _opt("peak learning rate (default: per task)", default=None)
+                                "(both: what the official code does)", BN_STATS, default=None)
+    lr: float | None = _opt("peak learning rate", default=None)
     schedule: str | None = _opt("learning-rate schedule: cosine = per-step cosine to 0; "
                                 "cosine-epoch = the official VaSSO code's, a cosine set once per "
                                 "epoch after it with the finished epoch's index (epochs 0 and 1 at "
-                                "the peak rate, the last one above 0); constant (default: per "
-                                "task; cifar: cosine-epoch)", SCHEDULES, default=None)
+                                "the peak rate, the last one above 0); constant", SCHEDULES, default=None)
     warmup_epochs: float = _opt("linear warm-up length in epochs", default=0.0)
-    weight_decay: float | None = _opt("weight decay (default: per task)", default=None)
+    weight_decay: float | None = _opt("weight decay", default=None)
     momentum: float = _opt("SGD momentum", default=0.9)
     nesterov: bool = _opt("Nesterov momentum for the SGD base", default=False)
     # The training run.
-    epochs: int | None = _opt("number of epochs (default: per task)", default=None)
-    batch_size: int | None = _opt("training batch size (default: per task)", default=None)
-    max_steps: int | None = _opt("cap on the steps per epoch (smoke runs; part of the cell)", default=None)
+    epochs: int | None = _opt("number of epochs", default=None)
+    batch_size: int | None = _opt("training batch size", default=None)
+    max_steps: int | None = _opt("cap on the steps per epoch (smoke runs; part of the cell)", default=None,
+                                 default_text="none, whole epochs")
     eval_every: int = _opt("evaluate every k epochs (and always after the last)", default=1)
     label_smoothing: float = _opt("label smoothing of the training loss", default=0.0)
     label_noise: float = _opt("fraction of training labels flipped to another class, in [0, 1)", default=0.0)
-    cutout_prob: float | None = _opt("probability of a 16x16 Cutout (default: per task)", default=None)
+    cutout_prob: float | None = _opt("probability of a 16x16 Cutout", default=None)
     norm_stats: str | None = _opt("input normalisation: official = the official code's CIFAR-10 "
                                   "statistics for CIFAR-10 and CIFAR-100 alike; dataset = each "
-                                  "dataset's own (default: per task)", NORM_STATS, default=None)
+                                  "dataset's own", NORM_STATS, default=None)
     precision: str = _opt("fp32, or bf16 autocast", PRECISIONS, default="fp32")
     seed: int = _opt("seed index; data and init seeds derive from (task, dataset, model, seed)", default=0)
     experiment: str = _opt("experiment name: the runs-dir subfolder", default="adhoc")
     # Where things live and how they are shown (not part of the cell).
-    data_dir: str = _opt("dataset root (env VASSO_DATA, else ./data)", default_factory=_default_data_dir)
-    runs_dir: str = _opt("runs root (env VASSO_RUNS, else ./runs)", default_factory=_default_runs_dir)
+    data_dir: str = _opt("dataset root", default_factory=_default_data_dir,
+                         default_text="$VASSO_DATA, else ./data")
+    runs_dir: str = _opt("runs root", default_factory=_default_runs_dir,
+                         default_text="$VASSO_RUNS, else ./runs")
     device: str = _opt("device: auto picks cuda when available", DEVICES, default="auto")
     download: bool = _opt("download a missing dataset (never otherwise)", default=False)
-    progress: str = _opt("progress display: auto = a bar on a TTY, log lines otherwise", PROGRESS,
+    progress: str = _opt("progress display: auto = a bar on a TTY, otherwise one line per epoch "
+                         "(log; plus a step line a minute in long epochs)", PROGRESS,
                          default="auto")
-    num_workers: int = _opt("DataLoader worker processes (in-memory tasks use none)", default=4)
+    num_workers: int | None = _opt("DataLoader worker processes (in-memory tasks use none)", default=None,
+                                   default_text="the CPUs this process may use (Slurm's allocation "
+                                   "in a job), at most 8")
     fast: str = _opt("the fast path (data augmented on the device, the step in a CUDA graph): "
                      "auto = on for cifar on CUDA; on = also on the CPU (eager); "
                      "only the cifar task has one", FAST, default="auto")
@@ -226,7 +265,7 @@ class TrainConfig:
         if self.schedule == "cosine-epoch" and self.warmup_epochs:
             raise bad("warmup_epochs", "the official per-epoch schedule (cosine-epoch) has no "
                       "warm-up; use 0, or --schedule cosine")
-        if self.num_workers < 0:
+        if self.num_workers is not None and self.num_workers < 0:
             raise bad("num_workers", "must be >= 0")
         if self.fast == "on" and self.task not in FAST_TASKS:
             raise bad("fast", f"only the {', '.join(FAST_TASKS)} task has a fast path; "
@@ -238,7 +277,7 @@ class TrainConfig:
 
 
 # Fields that may stay None after the task defaults are applied.
-_OPTIONAL_FIELDS = ("gsam_rho_min", "max_steps")
+_OPTIONAL_FIELDS = ("gsam_rho_min", "max_steps", "num_workers")
 
 
 def cell_fields(cfg: TrainConfig) -> dict[str, Any]:
@@ -273,20 +312,45 @@ def _base_type(f: dataclasses.Field) -> type:
     return args[0] if args else hint
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m benchmarks`` parser, generated from the fields of TrainConfig."""
-    parser = argparse.ArgumentParser(
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line: what is wrong and what is valid
+    (argparse's message names the valid choices), exit code 2. The usage is in --help."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _default_help(f: dataclasses.Field, task: str | None) -> str:
+    """The real default of a field, as --help shows it: the task's own (every task's
+    when none is named), or what the field's metadata says for a computed default."""
+    if any(f.name in defaults for defaults in TASK_DEFAULTS.values()):
+        if task in TASK_DEFAULTS:
+            return _show(TASK_DEFAULTS[task][f.name])
+        return _per_key({t: d[f.name] for t, d in TASK_DEFAULTS.items()})
+    if f.metadata.get("default_text"):
+        return f.metadata["default_text"]
+    return _show(f.default)
+
+
+def build_parser(task: str | None = None) -> ArgumentParser:
+    """The ``python -m benchmarks`` parser, generated from the fields of TrainConfig.
+
+    ``task``: whose defaults --help shows (every task's when None).
+    """
+    parser = ArgumentParser(
         prog="python -m benchmarks",
         description="Train one cell (task x model x optimizer x hyperparameters x seed) "
         "into <runs-dir>/<experiment>/<cell-id>. Exit codes: 0 done, 75 preempted "
-        "(relaunch resumes), 1 failed (error.json), 2 bad input.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "(relaunch resumes), 1 failed (error.json), 2 bad input. "
+        + (f"Defaults shown are the {task} task's." if task in TASK_DEFAULTS
+           else "`python -m benchmarks TASK --help` shows one task's defaults."),
     )
     for f in dataclasses.fields(TrainConfig):
-        help, choices = f.metadata["help"], f.metadata.get("choices")
+        choices = f.metadata.get("choices")
         if f.name == "task":
-            parser.add_argument("task", choices=choices, help=help)
+            parser.add_argument("task", choices=choices, help=f.metadata["help"])
             continue
+        help = f"{f.metadata['help']} (default: {_default_help(f, task)})"
         kind = _base_type(f)
         # argparse defaults are None: a field left out keeps the dataclass default
         # (or the task's), which depends on the task given first.
@@ -301,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_argv(argv: list[str]) -> TrainConfig:
     """Parse ``[TASK, --option value, ...]``; raises ConfigError for invalid values."""
-    ns = build_parser().parse_args(argv)
+    task = next((a for a in argv if not a.startswith("-")), None)  # for --help's defaults
+    ns = build_parser(task).parse_args(argv)
     given = {k: v for k, v in vars(ns).items() if v is not None}
     return TrainConfig(**given)
 

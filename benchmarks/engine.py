@@ -57,7 +57,7 @@ from torch.utils.data import DataLoader
 
 import vasso
 
-from .config import FAST_TASKS, ConfigError, TrainConfig, cell_id, run_dir
+from .config import FAST_TASKS, ConfigError, TrainConfig, cell_id, default_num_workers, run_dir
 from .data import epoch_batches
 from .fast import DeviceCIFAR, TrainStep, use_tensor_lr
 from .progress import Progress
@@ -373,7 +373,10 @@ class Trainer:
         cfg = self.cfg
         batches = epoch_batches(len(self.data.train), cfg.batch_size, data_seed(cfg, "batches"),
                                 epoch, start, self.steps_per_epoch)
-        workers = 0 if self.data.in_memory else cfg.num_workers
+        if self.data.in_memory:
+            workers = 0
+        else:  # resolved here, where the cell runs: a launch host's CPU count means nothing
+            workers = default_num_workers() if cfg.num_workers is None else cfg.num_workers
         loader = DataLoader(self.data.train, batch_sampler=batches, num_workers=workers,
                             pin_memory=self.device.type == "cuda",
                             worker_init_fn=ignore_stop_signals if workers else None,
@@ -514,6 +517,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             torch.backends.cudnn.benchmark = True
 
         rundir.begin(cfg, device, data.record)
+        print(f"run directory: {rundir.path}", flush=True)
         with StopSignals() as stop:
             return Trainer(cfg, task, data, device, rundir, stop).run()
     except (ConfigError, Preempted):

@@ -270,7 +270,7 @@ def _demo() -> Experiment:
     cells = grid(COMMON_DEMO, rho=[0.05], theta=[0.4], optimizer=OPTIMIZERS, seed=SEEDS)
     return Experiment(
         name="demo",
-        title="Demo: handwritten digits with 40% label noise (final test accuracy)",
+        title="Demo: handwritten digits with 40% label noise",
         cells=cells,
         columns=("label_noise",),
         figure="curves",

@@ -4,7 +4,7 @@
 
 BENCH_ARGS ?=
 
-bench: $(STAMP)  ## time SGD/SAM/VaSSO steps, the data pipeline and an epoch; JSON in results/perf/
+bench: $(STAMP)  ## time SGD/SAM/VaSSO steps, the data pipeline and an epoch; JSON in outputs/perf/
 	$(PY) -m benchmarks.perf $(BENCH_ARGS)
 
 GPU_CHECK_ARGS ?=

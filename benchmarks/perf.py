@@ -22,7 +22,7 @@ and fast/textbook; the images per second of the device data pipeline
 replaces; and the wall time of a full epoch of ResNet-18 VaSSO on the fast path,
 evaluation included, on synthetic CIFAR-shaped data (speed does not depend on
 pixel values). Times use CUDA events on a GPU and ``perf_counter`` on a CPU.
-Results go to ``results/perf/<device>-<timestamp>.json`` and a table is printed.
+Results go to ``outputs/perf/<device>-<timestamp>.json`` and a table is printed.
 """
 
 from __future__ import annotations
@@ -482,7 +482,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
     p.add_argument("--epoch-test-images", type=int)
     p.add_argument("--no-pipeline", action="store_true", help="skip the data pipeline timing")
     p.add_argument("--no-epoch", action="store_true", help="skip the epoch timing")
-    p.add_argument("--out-dir", default="results/perf")
+    p.add_argument("--out-dir", default="outputs/perf")
     a = p.parse_args(argv)
     device = "cuda" if a.device == "auto" and torch.cuda.is_available() else (
         "cpu" if a.device == "auto" else a.device)

@@ -1,11 +1,12 @@
 """Run directories -> the paper's tables (Markdown, LaTeX) and figures.
 
     python -m results EXPERIMENT [--metric final|best] [--runs-dir DIR] [--out DIR]
-                                 [--experiments-module MODULE]
+                                 [--experiments-module MODULE] [--overwrite-empty]
 
 reads every cell of `benchmarks.experiments.get(EXPERIMENT, MODULE)` from its run
 directory and writes `<out>/tables/EXPERIMENT.{md,tex}` and
-`<out>/figures/EXPERIMENT-<kind>.{pdf,png}`. The parts, each usable alone:
+`<out>/figures/EXPERIMENT-<kind>.{pdf,png}` (`<out>`: ./outputs, a folder of
+its own, not this package's). The parts, each usable alone:
 
     grid.collect(experiment, runs_dir, metric) -> Grid   seeds grouped, states classified
     render.markdown(grid), render.latex(grid)     -> str  the table

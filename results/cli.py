@@ -4,8 +4,13 @@ Writes `<out>/tables/EXPERIMENT.md` and `.tex` and, once any run is finished,
 `<out>/figures/EXPERIMENT-curves.{pdf,png}` (test accuracy per epoch) and, for
 an experiment whose figure is "noise" or "theta", `EXPERIMENT-<figure>.{pdf,png}`.
 Unfinished, failed and damaged runs never stop the rendering: the table shows
-them as such and they are reported on stderr with their paths. Exit status: 0
-rendered, 2 bad input (unknown experiment, bad option).
+them as such and they are reported on stderr with their paths.
+
+Nothing rendered is lost to a typo: a runs dir that does not exist is an error,
+and a table with numbers is never replaced by one without any (no run of the
+experiment done where we looked) unless `--overwrite-empty` says so. Exit
+status: 0 rendered, 2 bad input (unknown experiment, a runs dir that does not
+exist, an empty table that would replace one with numbers, a bad option).
 
 `--experiments-module` (env `VASSO_EXPERIMENTS_MODULE`) renders a user's own
 experiments, the ones `python -m slurm` swept with the same option.
@@ -13,17 +18,20 @@ experiments, the ones `python -m slurm` swept with the same option.
 
 from __future__ import annotations
 
-import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.config import ArgumentParser
+
+from .grid import resolve_runs_dir
 from .runs import METRICS, Problem
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="python -m results",
         description="Tables (Markdown, LaTeX) and figures of one experiment from its run directories.",
     )
@@ -38,28 +46,75 @@ def build_parser() -> argparse.ArgumentParser:
         help="test accuracy at the final epoch (default) or at the best epoch, in columns without "
         "a paper value; a column with one shows both, labelled, the paper's beside the best",
     )
-    parser.add_argument("--runs-dir", type=Path, default=None, help="default: $VASSO_RUNS, else ./runs")
+    parser.add_argument("--runs-dir", type=Path, default=None,
+                        help="where the runs are (default: $VASSO_RUNS, else ./runs); must exist")
     parser.add_argument(
-        "--out", type=Path, default=Path("results"),
-        help="where tables/ and figures/ go (default: ./results, the repository's results/ from its root)",
+        "--out", type=Path, default=Path("outputs"),
+        help="where tables/ and figures/ go (default: ./outputs, the repository's outputs/ from its root)",
+    )
+    parser.add_argument(
+        "--overwrite-empty", action="store_true",
+        help="replace the experiment's tables even when they hold numbers and no run is done now "
+        "(and remove its figures, which would no longer match)",
     )
     return parser
 
 
-def render(experiment: Any, runs_dir: Path | None, out: Path, metric: str) -> tuple[list[Path], list[Problem]]:
-    """Write the experiment's tables and figures under `out`; the paths written and the problems met."""
+# A table cell with a number, between the Markdown or LaTeX cell delimiters:
+# "| 92.59 ± 1.10 (3) |", "| **92.59** (2/3) |", "& \\textbf{92.59 $\\pm$ 1.10} (3) \\\\".
+_NUMBER_CELL = re.compile(
+    r"[|&] (?:\*\*|\\textbf\{)?\d+\.\d\d(?: (?:±|\$\\pm\$) \d+\.\d\d)?(?:\*\*|\})? \(\d+(?:/\d+)?\) (?=[|&]|\\\\)"
+)
+
+
+def tables_with_numbers(out: Path, name: str) -> list[Path]:
+    """The experiment's tables under `out` that show at least one measured number."""
+    paths = [out / "tables" / f"{name}{suffix}" for suffix in (".md", ".tex")]
+    return [p for p in paths if p.is_file() and _NUMBER_CELL.search(p.read_text(encoding="utf-8"))]
+
+
+FIGURE_KINDS = ("curves", "noise", "theta")  # EXPERIMENT-<kind>.{pdf,png}
+
+
+class EmptyRendering(ValueError):
+    """A table with numbers would be replaced by one without any."""
+
+
+def render(experiment: Any, runs_dir: Path | None, out: Path, metric: str,
+           overwrite_empty: bool = False) -> tuple[list[Path], list[Problem]]:
+    """Write the experiment's tables and figures under `out`; the paths written and the problems met.
+
+    Raises EmptyRendering, writing nothing, when no run is done and a table
+    there holds numbers (unless `overwrite_empty`: then the experiment's old
+    figures, which the empty table would contradict, are removed).
+    """
     from . import plots, render as tables
     from .grid import collect
 
     grid = collect(experiment, runs_dir=runs_dir, metric=metric)
+    any_done = any(run.state == "done" for run in grid.runs)
+    if not any_done and not overwrite_empty:
+        kept = tables_with_numbers(out, grid.name)
+        if kept:
+            raise EmptyRendering(
+                f"no run of {grid.name!r} is done under {resolve_runs_dir(runs_dir)}, and "
+                f"{kept[0]} holds numbers: kept it. Pass the --runs-dir that holds the runs, "
+                "or --overwrite-empty to replace it with an empty table"
+            )
     written = []
     # Figures first: what they skip (a cut line in metrics.jsonl) is listed under the table too.
-    if any(run.state == "done" for run in grid.runs):
+    if any_done:
         figures = [("curves", lambda: plots.plot_curves(grid, grid.problems))]
         if grid.figure in ("noise", "theta"):
             figures.append((grid.figure, lambda: plots.plot_sweep(grid)))
         for kind, draw in figures:
             written += plots.save(draw(), out / "figures" / f"{grid.name}-{kind}")
+    elif overwrite_empty:
+        for kind in FIGURE_KINDS:
+            for stale in (out / "figures" / f"{grid.name}-{kind}{suffix}" for suffix in (".pdf", ".png")):
+                if stale.is_file():
+                    stale.unlink()
+                    print(f"removed {stale} (no run is done: it would contradict the table)")
     (out / "tables").mkdir(parents=True, exist_ok=True)
     for suffix, text in ((".md", tables.markdown(grid)), (".tex", tables.latex(grid))):
         path = out / "tables" / f"{grid.name}{suffix}"
@@ -77,7 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"python -m results: {exc}", file=sys.stderr)
         return 2
-    written, problems = render(experiment, args.runs_dir, args.out, args.metric)
+    runs_dir = resolve_runs_dir(args.runs_dir)
+    if not runs_dir.is_dir():
+        given = "--runs-dir" if args.runs_dir else ("$VASSO_RUNS" if os.environ.get("VASSO_RUNS") else "the default")
+        print(f"python -m results: error: runs dir {runs_dir} ({given}) does not exist; pass --runs-dir "
+              "with the folder that holds the runs (`python -m slurm launch` writes them)", file=sys.stderr)
+        return 2
+    try:
+        written, problems = render(experiment, runs_dir, args.out, args.metric, args.overwrite_empty)
+    except EmptyRendering as exc:
+        print(f"python -m results: error: {exc}", file=sys.stderr)
+        return 2
     for problem in problems:
         print(f"skipped {problem}", file=sys.stderr)
     for path in written:

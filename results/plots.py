@@ -2,10 +2,13 @@
 
 Every figure draws each method in the colour `PALETTE` gives it, so VaSSO is
 the same red in all of them; a method the palette does not know gets a
-colour derived from its name, the same in every figure too. Variants of one
-method (two rho, say) share its colour and differ in line style. Each series
-is one Line2D: the mean over finished seeds, with a ±1 std band (a filled
-polygon, not a line) where there are at least two seeds.
+colour derived from its name, the same in every figure too. Methods also
+differ in line style (`METHOD_STYLES`: SAM and GSAM often coincide, and a
+greyscale print loses the colours); variants of one method (two rho, say)
+share its colour and step through the styles from its own. Each series is
+one Line2D: the mean over finished seeds, with a light ±1 std band (a filled
+polygon, not a line, clipped to [0, 100] %) where there are at least two
+seeds; the legend says what the band is.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .grid import Grid, Group, extended_labels, field_label  # noqa: E402
+from .grid import Grid, Group, extended_labels, format_value  # noqa: E402
 from .runs import Problem, load_test_curve  # noqa: E402
 
 PALETTE = {
@@ -34,7 +38,11 @@ PALETTE = {
     "vasso": "#d62728",
 }
 _SPARE = ("#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79", "#637939")
-_STYLES = ("-", "--", ":", "-.")
+# Each method's own line style, for the first of its variants.
+DASH_DOT_DOT = (0, (4, 1.5, 1, 1.5, 1, 1.5))
+METHOD_STYLES = {"sgd": ":", "sam": "--", "asam": "-.", "gsam": DASH_DOT_DOT, "vasso": "-"}
+_STYLES = ("-", "--", "-.", ":", DASH_DOT_DOT)
+BAND_LABEL = "shaded: ±1 std over seeds"
 
 
 def method_colour(method: str) -> str:
@@ -43,9 +51,9 @@ def method_colour(method: str) -> str:
 
 
 def _panels(count: int) -> tuple[Figure, list[Axes]]:
-    cols = min(count, 3)
+    cols = 2 if count == 4 else min(count, 3)  # four panels as 2x2, not 3 + 1
     rows = -(-count // cols)
-    # At least 6.4 in wide, so that the title of a one-panel figure fits (wrapped).
+    # At least 6.4 in wide (a paper's text width), so that a one-panel figure's title fits.
     fig, axes = plt.subplots(rows, cols, figsize=(max(4.2 * cols, 6.4), 3.6 * rows), squeeze=False)
     flat = list(axes.flat)
     for spare in flat[count:]:
@@ -53,12 +61,23 @@ def _panels(count: int) -> tuple[Figure, list[Axes]]:
     return fig, flat[:count]
 
 
-def _draw(ax: Axes, x, mean, std, label: str, colour: str, style: str) -> None:
-    ax.plot(x, mean, style, color=colour, label=label, marker="o" if len(x) <= 12 else None, markersize=3)
+def _draw(ax: Axes, x, mean, std, label: str, colour: str, style) -> None:
+    ax.plot(x, mean, linestyle=style, color=colour, label=label, marker="o" if len(x) <= 12 else None,
+            markersize=3, linewidth=1.5, zorder=3)
     if std is not None:
-        low = [m - s for m, s in zip(mean, std)]
-        high = [m + s for m, s in zip(mean, std)]
-        ax.fill_between(x, low, high, color=colour, alpha=0.2, linewidth=0)
+        # An accuracy lies in [0, 100]: a band beyond would show values no seed can reach.
+        low = [max(m - s, 0.0) for m, s in zip(mean, std)]
+        high = [min(m + s, 100.0) for m, s in zip(mean, std)]
+        # Light: where the bands of several methods overlap (early epochs) they stay readable.
+        ax.fill_between(x, low, high, color=colour, alpha=0.1, linewidth=0, zorder=1)
+
+
+def _legend_entries(ax: Axes) -> tuple[list, list[str]]:
+    handles, labels = ax.get_legend_handles_labels()
+    if ax.collections:  # say what the shading is
+        handles.append(Patch(color="0.5", alpha=0.25, linewidth=0))
+        labels.append(BAND_LABEL)
+    return handles, labels
 
 
 def _finish(fig: Figure, axes: list[Axes], xlabel: str, title: str) -> Figure:
@@ -66,19 +85,42 @@ def _finish(fig: Figure, axes: list[Axes], xlabel: str, title: str) -> Figure:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize="medium")
+    entries = [_legend_entries(ax) for ax in axes if ax.lines]
+    if len(entries) > 1 and all(labels == entries[0][1] for _, labels in entries):
+        # Every panel would repeat the same legend: one, under the panels.
+        handles, labels = entries[0]
+        columns = min(len(labels), 6)
+        fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize="small", frameon=False)
+        rows = -(-len(labels) // columns)
+        fig.tight_layout(rect=(0, 0.25 * rows / fig.get_figheight(), 1, 1))
+        return fig
+    for ax in axes:
         if ax.lines:
-            ax.legend(fontsize="small")
-    fig.suptitle(title, fontsize="medium", wrap=True)
+            ax.legend(*_legend_entries(ax), fontsize="small")
     fig.tight_layout()
     return fig
 
 
-def _line_styles(groups_by_method: dict[str, list[str]]) -> dict[str, str]:
+def _line_styles(groups_by_method: dict[str, list[str]]) -> dict[str, object]:
+    """A line style per series label: the method's own for its first variant, then the next ones."""
     styles = {}
-    for labels in groups_by_method.values():
+    for method, labels in groups_by_method.items():
+        first = METHOD_STYLES.get(method.lower(), _STYLES[0])
+        order = [first] + [style for style in _STYLES if style != first]
         for i, label in enumerate(dict.fromkeys(labels)):
-            styles[label] = _STYLES[i % len(_STYLES)]
+            styles[label] = order[i % len(order)]
     return styles
+
+
+def readable(name: str, value) -> str:
+    """A panel title or axis label as a reader says it: "label noise 40%", "theta 0.4", "resnet18"."""
+    if isinstance(value, str):
+        return value
+    words = name.replace("_", " ")
+    if "noise" in name and isinstance(value, (int, float)):
+        return f"{words} {100 * value:g}%"
+    return f"{words} {format_value(value)}"
 
 
 def mean_curve(group: Group, problems: list[Problem]) -> tuple[list[int], list[float], list[float] | None]:
@@ -112,17 +154,18 @@ def plot_curves(grid: Grid, problems: list[Problem] | None = None) -> Figure:
         by_method[group.method].append(group.row)
     styles = _line_styles(by_method)
     for ax, column in zip(axes, grid.columns):
-        ax.set_title(column)
+        first = next(g for g in grid.groups if g.column == column)
+        ax.set_title(", ".join(readable(c, getattr(first.cfg, c)) for c in grid.column_fields))
         for group in grid.groups:
             if group.column != column:
                 continue
             epochs, mean, std = mean_curve(group, problems)
             if epochs:
-                label = f"{group.row}, n={group.n}"
+                label = f"{group.row} (n={group.n})"
                 _draw(ax, epochs, mean, std, label, method_colour(group.method), styles[group.row])
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return _finish(fig, axes, "epoch", f"{grid.title}: test accuracy per epoch")
+    return _finish(fig, axes, "epoch", grid.title)
 
 
 def sweep_field(grid: Grid) -> str:
@@ -147,10 +190,11 @@ def plot_sweep(grid: Grid, x_field: str | None = None) -> Figure:
     x_field = x_field or sweep_field(grid)
     if grid.groups and not hasattr(grid.groups[0].cfg, x_field):
         raise ValueError(f"experiment {grid.name!r}: {x_field!r} is not a field of its cells")
+    # A noise rate reads as a percentage, as the panel titles and the paper write it.
+    percent = "noise" in x_field
+    scale = 100.0 if percent else 1.0
     others = [c for c in grid.column_fields if c != x_field]
-    panel_of = {
-        id(g): ", ".join(field_label(c, getattr(g.cfg, c)) for c in others) for g in grid.groups
-    }
+    panel_of = {id(g): ", ".join(readable(c, getattr(g.cfg, c)) for c in others) for g in grid.groups}
     # A series: all fields but x and seed equal. Label it by method, extended where two would collide.
     series_fields = [{k: v for k, v in g.fields.items() if k != x_field} for g in grid.groups]
     labels = extended_labels([(panel_of[id(g)], g.method, f) for g, f in zip(grid.groups, series_fields)])
@@ -171,7 +215,7 @@ def plot_sweep(grid: Grid, x_field: str | None = None) -> Figure:
             if where != panel:
                 continue
             points = sorted(
-                (getattr(g.cfg, x_field), g.mean, g.std) for g in members if g.mean is not None
+                (scale * getattr(g.cfg, x_field), g.mean, g.std) for g in members if g.mean is not None
             )
             if not points:
                 continue
@@ -182,7 +226,7 @@ def plot_sweep(grid: Grid, x_field: str | None = None) -> Figure:
                 continue
             band = list(stds) if all(s is not None for s in stds) else None
             _draw(ax, list(xs), list(means), band, label, colour, styles[label])
-    return _finish(fig, axes, x_field, f"{grid.title}: test accuracy against {x_field}")
+    return _finish(fig, axes, x_field.replace("_", " ") + (" (%)" if percent else ""), grid.title)
 
 
 def save(fig: Figure, stem: Path) -> list[Path]:

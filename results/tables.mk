@@ -20,9 +20,9 @@ SLURM_ARGS ?=
 demo: install  ## the embedded default: the digits demo on this machine, then its table and figure
 	@status=0; $(PY) -m slurm launch demo --executor local --wait || status=$$?; \
 	$(PY) -m results demo || exit $$?; \
-	echo "table:  results/tables/demo.md (LaTeX: results/tables/demo.tex)"; \
+	echo "table:  outputs/tables/demo.md (LaTeX: outputs/tables/demo.tex)"; \
 	if [ $$status -eq 0 ]; then \
-	  echo "figure: results/figures/demo-curves.png (PDF: results/figures/demo-curves.pdf)"; \
+	  echo "figure: outputs/figures/demo-curves.png (PDF: outputs/figures/demo-curves.pdf)"; \
 	else \
 	  echo "not every demo cell finished (the table lists them); to rerun the failed ones:" >&2; \
 	  echo "  $(PY) -m slurm retry demo --executor local --wait" >&2; \

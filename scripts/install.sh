@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create the virtual environment and install the suite's pinned dependencies.
+# Create the virtual environment, install the suite's pinned dependencies and the
+# optimizer library `vasso` itself (editable, so that `import vasso` works anywhere).
 # Called by `make install`; safe to run again (pip skips what is installed).
 #   PYTHON  the interpreter to build the venv from (default: python3), 3.10 or newer
 #   VENV    where the venv goes (default: .venv)
@@ -29,4 +30,12 @@ if ! "${pip[@]}" install -q -r requirements.txt -c requirements-lock.txt; then
 fi
 "$venv/bin/python" -c 'import torch, torchvision, sklearn, submitit, pandas, matplotlib' \
     || die "the packages installed but do not import; see the error above"
+# The optimizer library itself, editable: `import vasso` works from this venv in any
+# directory. Only `vasso` is exposed; the suite (benchmarks, slurm, results) runs from
+# the repository. --no-build-isolation: the build uses the pinned setuptools above.
+"${pip[@]}" install -q --no-deps --no-build-isolation -e . \
+    || die "pip could not install the vasso package itself (editable); see the pip output above"
+venv_python="$(cd "$venv" && pwd)/bin/python"
+(cd / && "$venv_python" -c 'import vasso') \
+    || die "vasso installed but does not import outside the repository; see the error above"
 echo "install: $venv ready ($("$venv/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

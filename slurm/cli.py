@@ -1,22 +1,27 @@
 """``python -m slurm plan|launch|status|retry|collect EXPERIMENT``.
 
-- ``plan``: every cell (id, the fields that vary, state) and the counts per
-  state; submits nothing.
+- ``plan``: every cell (id, the fields that vary, its resources, state) and the
+  counts per state; submits nothing.
 - ``launch``: submits the cells that are neither done, running nor failed
   (``retry`` reruns failed ones), grouped per resource class, one job array
   each; returns without waiting unless ``--wait``.
 - ``status``: like plan, with the scheduler's job ids.
 - ``retry``: relaunches the failed cells only (error.json; the engine clears it
-  when the cell restarts).
+  when the cell restarts); stopped cells are named with the ``launch`` that
+  resumes them.
 - ``collect``: the done cells' final metrics as a compact table
   (``python -m results`` renders the paper's tables).
+
+A runs dir that does not exist is an error for every command but ``launch``
+(which creates it) and its dry run ``plan``. ``launch`` and ``retry`` check that
+every chosen cell's dataset is on disk before starting any.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -25,7 +30,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.config import to_argv
+from benchmarks.config import ArgumentParser, to_argv
 
 from . import sweep
 from .job import PROJECT_ROOT, CellJob
@@ -38,14 +43,14 @@ from .resources import (
     query_partition,
     resources_for,
 )
-from .sweep import ACTIVE, DONE, FAILED, CellStatus, SweepError
+from .sweep import ACTIVE, DONE, FAILED, STOPPED, CellStatus, SweepError
 
 EXECUTORS = ("slurm", "local", "debug")
 COMMANDS = ("plan", "launch", "status", "retry", "collect")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="python -m slurm",
         description="Run an experiment of benchmarks.experiments as a sweep of cells.",
     )
@@ -93,12 +98,49 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --------------------------------------------------------------------------- helpers
 
 
-def _select(args) -> tuple[object, list]:
-    """The experiment and its (filtered, relocated) cells."""
+def _select(args, runs_must_exist: bool = True) -> tuple[object, list]:
+    """The experiment and its (filtered, relocated) cells.
+
+    ``runs_must_exist``: a runs dir that does not exist is an error (a typo
+    would otherwise show every cell as not launched); only launch creates it.
+    """
     experiment = sweep.get_experiment(args.experiment, args.experiments_module)
     filters = sweep.parse_filters(args.only)
-    cells = sweep.apply_filters(list(experiment.cells), filters)
-    return experiment, sweep.relocate(cells, args.runs_dir, args.data_dir)
+    cells = sweep.relocate(sweep.apply_filters(list(experiment.cells), filters), args.runs_dir, args.data_dir)
+    absent = _absent_runs_dirs(cells)
+    if runs_must_exist and absent:
+        given = "--runs-dir" if args.runs_dir else ("$VASSO_RUNS" if os.environ.get("VASSO_RUNS") else "the default")
+        raise SweepError(f"runs dir {absent[0]} ({given}) does not exist: nothing was launched there; "
+                         f"check the path, or `python -m slurm launch {experiment.name}` first")
+    return experiment, cells
+
+
+def _absent_runs_dirs(cells) -> list[Path]:
+    return sorted({Path(c.runs_dir) for c in cells if not Path(c.runs_dir).is_dir()})
+
+
+def _same_options(args) -> str:
+    """The options of this command that select the same cells, for a command we suggest."""
+    given = [("--executor", args.executor), ("--runs-dir", args.runs_dir), ("--data-dir", args.data_dir),
+             ("--experiments-module", args.experiments_module
+              if args.experiments_module != os.environ.get("VASSO_EXPERIMENTS_MODULE") else None)]
+    given += [("--only", only) for only in args.only]
+    return "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given if value)
+
+
+def _check_data(statuses: list[CellStatus]) -> None:
+    """A SweepError before anything starts when a cell's dataset is not on disk."""
+    from benchmarks.tasks import get_task  # imports torch: only launch and retry need it
+
+    asked: set[tuple] = set()
+    for s in statuses:
+        key = (s.cfg.task, s.cfg.dataset, s.cfg.data_dir)
+        if s.cfg.download or key in asked:
+            continue
+        asked.add(key)
+        missing = get_task(s.cfg.task).missing_data(s.cfg)
+        if missing:
+            raise SweepError(f"{missing}, or pass --data-dir where it is; nothing was started")
 
 
 def _executor(args) -> str:
@@ -138,13 +180,15 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def _print_states(experiment, statuses: list[CellStatus], with_jobs: bool) -> None:
+def _print_states(experiment, statuses: list[CellStatus], with_jobs: bool, resources=None) -> None:
+    """The cells as a table; ``resources``: cell config -> Resources, for a column of them."""
     fields = sweep.varying_fields(list(experiment.cells))
-    headers = ["cell", *fields, "state"] + (["job"] if with_jobs else [])
+    headers = ["cell", *fields] + (["resources"] if resources else []) + ["state"] + (["job"] if with_jobs else [])
     rows = []
     for s in statuses:
-        row = [s.cell, *(getattr(s.cfg, f) for f in fields), s.state]
-        rows.append(row + ([s.job or ""] if with_jobs else []))
+        row = [s.cell, *(getattr(s.cfg, f) for f in fields)]
+        row += [resources(s.cfg).describe()] if resources else []
+        rows.append(row + [s.state] + ([s.job or ""] if with_jobs else []))
     print(f"{experiment.name}: {experiment.title}")
     print(_table(headers, rows))
     counts = sweep.count_states(statuses)
@@ -159,10 +203,14 @@ def _print_states(experiment, statuses: list[CellStatus], with_jobs: bool) -> No
 
 
 def cmd_plan(args) -> int:
-    experiment, cells = _select(args)
+    # The dry run of launch: like launch, it accepts a runs dir that launch would create.
+    _check_resource_args(args)
+    experiment, cells = _select(args, runs_must_exist=False)
     queue = sweep.scheduler_queue()
     statuses = sweep.cell_states(cells, experiment.name, queue)
-    _print_states(experiment, statuses, with_jobs=False)
+    _print_states(experiment, statuses, with_jobs=False, resources=lambda cfg: _resources(args, cfg))
+    for absent in _absent_runs_dirs(cells):
+        print(f"(runs dir {absent} does not exist yet: `python -m slurm launch {experiment.name}` creates it)")
     return 0
 
 
@@ -213,20 +261,29 @@ def cmd_collect(args) -> int:
 def _launch(args, want) -> int:
     _check_resource_args(args)
     executor = _executor(args)
-    experiment, cells = _select(args)
+    experiment, cells = _select(args, runs_must_exist=args.command != "launch")
     # Ask the scheduler whatever the executor: a cell that a Slurm job holds
     # must not be started a second time by a local or debug launch.
     statuses = sweep.cell_states(cells, experiment.name, sweep.scheduler_queue())
     chosen = [s for s in statuses if want(s)]
     counts = sweep.count_states(statuses)
-    skipped = ", ".join(f"{n} {state}" for state, n in counts.items() if n and state in (DONE, FAILED, *ACTIVE))
     if args.command == "launch" and counts[FAILED]:
         print(f"{counts[FAILED]} failed cell(s) left alone: "
-              f"`python -m slurm retry {experiment.name}` reruns them")
-    if not chosen:
-        print(f"{experiment.name}: nothing to {args.command} ({skipped or 'no cells'})")
-        return 0
+              f"`python -m slurm retry {experiment.name}{_same_options(args)}` reruns them")
     fields = sweep.varying_fields(list(experiment.cells))
+    stopped = [s for s in statuses if s.state == STOPPED]
+    if args.command == "retry" and stopped:
+        # retry reruns failed cells; a stopped one (started, nothing runs it) resumes with launch.
+        print(f"{len(stopped)} stopped cell(s), not retried: "
+              f"`python -m slurm launch {experiment.name}{_same_options(args)}` resumes them from their checkpoints")
+        for s in stopped:
+            print(f"  {s.cell}  {_label(s, fields)}  stopped")
+    if not chosen:
+        shown = counts if args.command == "retry" else {k: n for k, n in counts.items() if k in (DONE, FAILED, *ACTIVE)}
+        summary = ", ".join(f"{n} {state}" for state, n in shown.items() if n)
+        print(f"{experiment.name}: nothing to {args.command} ({summary or 'no cells'})")
+        return 0
+    _check_data(chosen)
     classes: dict[Resources, list[CellStatus]] = defaultdict(list)
     for s in chosen:
         classes[_resources(args, s.cfg)].append(s)

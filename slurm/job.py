@@ -57,21 +57,55 @@ def engine_env(threads: int | None = None) -> dict[str, str]:
     return env
 
 
-def record_crash(run_dir: str | Path, rc: int, where: str) -> Path:
-    """Write error.json for an engine that died without writing one (a crash
-    before its error handling, a kill), so the cell shows as failed and
-    ``retry`` finds it. The engine moves error.json aside when it restarts."""
+# How the engine (and its argparse) begins the one line that explains an exit 2.
+BAD_INPUT_PREFIX = "python -m benchmarks: error: "
+
+
+def bad_input_message(log: Path, offset: int = 0) -> str | None:
+    """The engine's bad-input line (what it printed before exiting 2), from ``log``
+    after byte ``offset`` (where this start's output begins); None if absent."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    for line in reversed(text.splitlines()):
+        if line.startswith(BAD_INPUT_PREFIX):
+            return line[len(BAD_INPUT_PREFIX):].strip()
+    return None
+
+
+def record_crash(run_dir: str | Path, rc: int, where: str, log: Path | None = None, offset: int = 0) -> Path:
+    """Write error.json for an engine that exited without writing one, so the cell
+    shows as failed and ``retry`` finds it: bad input (exit 2, which by design
+    writes nothing; its message is taken from ``log`` after ``offset``), or a crash
+    before its error handling, a kill. The engine moves error.json aside when it
+    restarts."""
     run_dir = Path(run_dir)
     error = run_dir / "error.json"
     if not error.exists():
         run_dir.mkdir(parents=True, exist_ok=True)
-        info = {"type": "EngineDied", "exit_code": rc, "written_by": "slurm",
-                "message": f"`python -m benchmarks` exited with code {rc} without writing error.json; "
-                           f"its output is in {where}"}
+        rejected = bad_input_message(log, offset) if rc == EXIT_BAD_INPUT and log is not None else None
+        if rejected is not None:
+            info = {"type": "BadInput", "exit_code": rc, "written_by": "slurm",
+                    "message": f"{rejected} (the engine's output: {where})"}
+        else:
+            info = {"type": "EngineDied", "exit_code": rc, "written_by": "slurm",
+                    "message": f"`python -m benchmarks` exited with code {rc} without writing error.json; "
+                               f"its output is in {where}"}
         tmp = run_dir / f".error.json.tmp{os.getpid()}"
         tmp.write_text(json.dumps(info, indent=2) + "\n")
         os.replace(tmp, error)
     return error
+
+
+def _submitit_stderr() -> Path | None:
+    """The stderr file of the submitit job this process runs (None outside one)."""
+    try:
+        return Path(submitit.JobEnvironment().paths.stderr)
+    except Exception:  # not inside a submitit job (tests, a direct call)
+        return None
 
 
 class CellFailed(RuntimeError):
@@ -97,17 +131,22 @@ class CellJob(submitit.helpers.Checkpointable):
         self.poll_s = poll_s
         self._proc: subprocess.Popen | None = None
         self._returncode: int | None = None
+        self._log: Path | None = None  # the job's stderr file, which the child writes to
+        self._log_offset = 0
 
     def __getstate__(self) -> dict:
         # A live process handle is not part of the submission: a restart
         # launches a fresh child.
         state = dict(self.__dict__)
-        state["_proc"], state["_returncode"] = None, None
+        state["_proc"], state["_returncode"], state["_log"], state["_log_offset"] = None, None, None, 0
         return state
 
     def __call__(self) -> dict | None:
         """Run the cell; its result.json content when it finished, else None."""
         self._returncode = None
+        self._log = _submitit_stderr()
+        # The child appends to the job's log: its own output starts here.
+        self._log_offset = self._log.stat().st_size if self._log is not None and self._log.exists() else 0
         self._proc = subprocess.Popen(engine_command(self.argv), env=engine_env())
         # Poll rather than Popen.wait(): submitit's signal handler runs in this
         # thread and calls checkpoint(), which must be able to reap the child
@@ -161,7 +200,9 @@ class CellJob(submitit.helpers.Checkpointable):
             # Stopped by a signal that did not reach this supervisor (scontrol
             # requeue): the checkpoint is on disk and Slurm relaunches the job.
             return None
-        record_crash(run_dir, rc, "this job's submitit log")  # no-op when the engine wrote one
+        log = self._log
+        # A no-op when the engine wrote error.json itself.
+        record_crash(run_dir, rc, str(log or "this job's submitit log"), log, self._log_offset)
         if rc == EXIT_FAILED:
             error = run_dir / "error.json"
             detail = ""
@@ -172,7 +213,6 @@ class CellJob(submitit.helpers.Checkpointable):
                 pass
             raise CellFailed(f"cell failed (see {error}){detail}")
         if rc == EXIT_BAD_INPUT:
-            raise CellFailed(
-                f"the engine rejected the cell's arguments (exit 2): {' '.join(self.argv)}"
-            )
+            reason = bad_input_message(log, self._log_offset) if log else None
+            raise CellFailed(f"the engine rejected the cell (exit 2): {reason or ' '.join(self.argv)}")
         raise CellFailed(f"the engine died with exit code {rc} (run dir {run_dir})")

@@ -83,6 +83,7 @@ def run_cells(
     queue = list(cells)
     running: dict[str, tuple[LocalCell, subprocess.Popen, float]] = {}
     codes: dict[str, int] = {}
+    offsets: dict[str, int] = {}  # where each cell's output begins in its log
     stop = _StopFlag()
     total = len(cells)
     try:
@@ -90,6 +91,7 @@ def run_cells(
             while queue and len(running) < parallel and not stop.requested:
                 c = queue.pop(0)
                 with open(log_dir / f"{c.cell}.log", "ab") as log:
+                    offsets[c.cell] = log.tell()  # the log is appended across restarts
                     proc = subprocess.Popen(
                         engine_command(c.argv),
                         env=engine_env(threads=c.threads),
@@ -109,7 +111,8 @@ def run_cells(
                 del running[cid]
                 codes[cid] = rc
                 if rc not in (EXIT_DONE, EXIT_PREEMPTED):
-                    record_crash(c.run_dir, rc, str(log_dir / f"{cid}.log"))
+                    log = log_dir / f"{cid}.log"
+                    record_crash(c.run_dir, rc, str(log), log, offsets[cid])
                 remove_lock(Path(c.run_dir))
                 say(
                     f"[{len(codes)}/{total}] {_outcome(rc)} {c.cell} ({c.label}) "

@@ -165,3 +165,49 @@ def test_rho_defaults_to_the_methods_own_radius():
     # Resolved before hashing: leaving rho out and passing its default are one cell.
     assert cell_id(TrainConfig(task="digits", optimizer="asam")) == cell_id(
         TrainConfig(task="digits", optimizer="asam", rho=0.5))
+
+
+def test_help_shows_every_real_default_and_each_tasks_own(capsys):
+    def help_text(*argv):
+        with pytest.raises(SystemExit) as exc_info:
+            parse_argv([*argv, "--help"])
+        assert exc_info.value.code == 0
+        return " ".join(capsys.readouterr().out.split())  # unwrapped
+
+    text = help_text()
+    assert "default: None" not in text and text.count("(default:") == len(dataclasses.fields(TrainConfig)) - 1
+    assert "--epochs INT number of epochs (default: 30 for digits, mnist1d; 200 for cifar)" in text
+    assert "--rho FLOAT perturbation radius, rho_max for GSAM (default: 0.05 for sgd, sam, gsam, vasso; 0.5 for asam)" in text
+    assert "--data-dir STR dataset root (default: $VASSO_DATA, else ./data)" in text
+    assert "--theta FLOAT VaSSO averaging weight theta in (0, 1]; 1 is SAM (default: 0.9)" in text
+    cifar = help_text("cifar")
+    assert "number of epochs (default: 200)" in cifar and "weight decay (default: 0.001)" in cifar
+
+
+@pytest.mark.parametrize("argv, valid", [
+    (["digits", "--optimizer", "vaso"], ("sgd", "sam", "asam", "gsam", "vasso")),
+    (["imagenet"], ("digits", "cifar")),
+])
+def test_an_unknown_choice_is_one_line_naming_the_valid_ones(argv, valid, capsys):
+    with pytest.raises(SystemExit) as exc_info:
+        main(argv)
+    assert exc_info.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("python -m benchmarks: error: argument ") and "invalid choice" in line, line
+    assert all(name in line.split("choose from", 1)[1] for name in valid), line
+
+
+def test_num_workers_default_is_what_this_process_may_use(monkeypatch):
+    from benchmarks.config import default_num_workers
+
+    cfg = parse_argv(["cifar"])
+    assert cfg.num_workers is None and "--num-workers" not in to_argv(cfg)  # resolved where the cell runs
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    assert default_num_workers() == 2
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert default_num_workers() == 1
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    assert default_num_workers() == 8
+    assert parse_argv(["cifar", "--num-workers", "3"]).num_workers == 3

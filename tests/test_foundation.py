@@ -54,7 +54,7 @@ def _job_state(job_id: str) -> str:
 
 
 @pytest.mark.slurm
-def test_sbatch_job_runs_through_slurmctld_and_slurmd(slurm_cluster, tmp_path):
+def test_sbatch_job_runs_through_slurmctld_and_slurmd(slurm_node_free, tmp_path):
     marker = tmp_path / "ran-on"
     out = subprocess.run(
         ["sbatch", "--parsable", "--job-name=vasso-smoke", f"--output={tmp_path}/%j.out",

@@ -28,7 +28,7 @@ def test_demo_renders_the_table_even_when_a_cell_fails_then_exits_non_zero(tmp_p
     run, calls = make_demo(tmp_path, slurm_status=1)
     assert calls == ["-m slurm launch demo --executor local --wait", "-m results demo"], calls
     assert run.returncode != 0, "a failed cell must fail make demo"
-    assert "results/tables/demo.md" in run.stdout and "figure:" not in run.stdout
+    assert "outputs/tables/demo.md" in run.stdout and "figure:" not in run.stdout
     assert "slurm retry demo" in run.stderr, run.stderr
 
 
@@ -36,7 +36,7 @@ def test_demo_success_renders_and_names_table_and_figure(tmp_path):
     run, calls = make_demo(tmp_path, slurm_status=0)
     assert run.returncode == 0, run.stderr
     assert calls == ["-m slurm launch demo --executor local --wait", "-m results demo"]
-    assert "table:  results/tables/demo.md" in run.stdout and "figure: results/figures/demo-curves.png" in run.stdout
+    assert "table:  outputs/tables/demo.md" in run.stdout and "figure: outputs/figures/demo-curves.png" in run.stdout
 
 
 @pytest.mark.parametrize("target, experiment", [("table-cifar10", "cifar10"), ("table-cifar100", "cifar100"),

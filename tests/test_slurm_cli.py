@@ -231,3 +231,130 @@ def test_local_parallelism_is_sized_by_the_class_with_most_cpus():
     classes = {Resources(gpus=1, cpus=1, mem_gb=2, time_min=30): [a], Resources(gpus=0, cpus=4, mem_gb=2, time_min=30): [b]}
     cells, cpus = cli._local_cells(classes, ["seed"])
     assert cpus == 4 and [c.threads for c in cells] == [1, 4]
+
+
+@pytest.mark.parametrize("command", ["status", "retry", "collect"])
+def test_a_runs_dir_that_does_not_exist_is_an_error_but_for_launch_and_its_dry_run(capsys, tmp_path, command):
+    absent = tmp_path / "nonexistent"
+    code, out, err = run_cli(capsys, command, "demo", "--runs-dir", str(absent), "--executor", "local")
+    assert code == 2 and out == "", out
+    assert err.splitlines() == [f"error: runs dir {absent} (--runs-dir) does not exist: nothing was launched "
+                                "there; check the path, or `python -m slurm launch demo` first"]
+    code, out, _ = run_cli(capsys, "plan", "demo", "--runs-dir", str(absent))
+    assert code == 0 and f"(runs dir {absent} does not exist yet" in out
+    assert not absent.exists()
+
+
+def test_plan_shows_each_cells_resources_with_the_overrides(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "plan", "cifar10", "--runs-dir", str(tmp_path), "--only", "seed=0")
+    assert code == 0 and out.splitlines()[1].split()[-2:] == ["resources", "state"]
+    cells = [line for line in out.splitlines() if re.match(r"[0-9a-f]{12}  ", line)]
+    assert len(cells) == 20 and all("gpus=1 cpus=8 mem=32G time=12:00:00" in line for line in cells)
+    code, out, _ = run_cli(capsys, "plan", "cifar10", "--runs-dir", str(tmp_path), "--only", "seed=0",
+                           "--gpus", "2", "--time", "90")
+    assert code == 0 and "gpus=2 cpus=8 mem=32G time=01:30:00" in out
+
+
+def test_retry_names_the_stopped_cells_and_the_command_that_resumes_them(capsys, tmp_path):
+    from benchmarks.config import run_dir
+    from benchmarks.experiments import get
+
+    cells = sweep.relocate(get("demo").cells, str(tmp_path), None)
+    (tmp_path / "demo").mkdir()
+    stopped = run_dir(cells[3])
+    stopped.mkdir()
+    (stopped / "config.json").write_text("{}")
+    code, out, _ = run_cli(capsys, "retry", "demo", "--runs-dir", str(tmp_path), "--executor", "local")
+    assert code == 0
+    assert (f"1 stopped cell(s), not retried: `python -m slurm launch demo --executor local --runs-dir {tmp_path}` "
+            "resumes them from their checkpoints") in out, out
+    assert re.search(rf"^  {stopped.name}  .*stopped$", out, flags=re.M), out
+    assert "demo: nothing to retry (1 stopped, 14 not launched)" in out
+
+
+def test_launch_checks_every_cells_data_before_starting_anything(capsys, tmp_path):
+    runs, data = tmp_path / "runs", tmp_path / "data"
+    for executor in ("local", "debug"):
+        code, out, err = run_cli(capsys, "launch", "cifar10", "--executor", executor,
+                                 "--runs-dir", str(runs), "--data-dir", str(data))
+        assert code == 2 and out == "", out
+        [line] = err.splitlines()
+        assert line.startswith(f"error: cifar10 not found: {data / 'cifar-10-batches-py'} lacks data_batch_1")
+        assert line.endswith("pass --data-dir where it is; nothing was started")
+    assert not runs.exists(), "a launch without data started something"
+
+
+def test_an_engines_bad_input_message_reaches_the_cells_error_json(tmp_path):
+    """A cell that the engine rejects (exit 2, nothing written by design) shows the engine's own reason."""
+    from benchmarks.config import TrainConfig, to_argv
+    from slurm.local import LocalCell, run_cells
+
+    cfg = TrainConfig("cifar", runs_dir=str(tmp_path / "runs"), data_dir=str(tmp_path / "data"), device="cpu")
+    cell = LocalCell("c1", "c1", to_argv(cfg), str(tmp_path / "runs" / "c1"))
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "c1.log").write_text("python -m benchmarks: error: an older start's reason\n")
+    codes = run_cells([cell], 1, tmp_path / "logs", say=lambda line: None)
+    assert codes == {"c1": 2}
+    error = json.loads((tmp_path / "runs" / "c1" / "error.json").read_text())
+    assert error["type"] == "BadInput" and error["exit_code"] == 2
+    assert error["message"].startswith(f"cifar10 not found: {tmp_path / 'data' / 'cifar-10-batches-py'} lacks")
+    assert "older start" not in error["message"] and str(tmp_path / "logs" / "c1.log") in error["message"]
+
+
+def test_an_unknown_command_is_one_line_naming_the_valid_ones(capsys):
+    with pytest.raises(SystemExit) as exc_info:
+        cli.main(["plam", "demo"])
+    assert exc_info.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("python -m slurm: error: argument command: invalid choice")
+    assert all(c in line for c in ("plan", "launch", "status", "retry", "collect")), line
+
+
+def fake_slurm(folder: Path, cpus: str, queue: str) -> str:
+    """A PATH whose sinfo and squeue print `cpus` (A/I/O/T) and `queue` (id|state|user|name lines)."""
+    folder.mkdir()
+    for name, text in (("sinfo", cpus), ("squeue", queue)):
+        (folder / name).write_text(f"#!/bin/sh\nprintf '%s' '{text}'\n")
+        (folder / name).chmod(0o755)
+    return f"{folder}:{os.environ['PATH']}"
+
+
+@pytest.mark.parametrize("cpus, queue, ours, busy", [
+    ("0/2/0/2\n", "", set(), None),
+    ("1/1/0/2\n", "7_0|RUNNING|ann|vasso-tiny\n", {"7_0"}, None),  # the test's own job
+    ("1/1/0/2\n", "7_0|RUNNING|ann|vasso-tiny\n", set(), "1 of 2 CPUs idle; squeue: 7_0 running (vasso-tiny, ann)"),
+    ("2/0/0/2\n", "4|RUNNING|root|vasso-long\n", set(), "0 of 2 CPUs idle; squeue: 4 running (vasso-long, root)"),
+    ("2/0/0/2\n", "4|RUNNING|root|a\n9|PENDING|bob|train\n", {"4"}, "0 of 2 CPUs idle; squeue: 9 pending (train, bob)"),
+])
+def test_slurm_tests_know_when_the_node_is_busy_and_say_so(tmp_path, monkeypatch, cpus, queue, ours, busy):
+    """The Slurm tests skip on a node busy with others' jobs (theirs would only queue), naming why;
+    under VASSO_REQUIRE_SLURM=1 (CI, an idle cluster of its own) they fail instead."""
+    import conftest
+
+    monkeypatch.setenv("PATH", fake_slurm(tmp_path / "bin", cpus, queue))
+    reason = conftest.slurm_node_busy(ours)
+    if busy is None:
+        assert reason is None
+        return
+    assert reason.startswith("the Slurm node is busy with other jobs: ") and busy in reason, reason
+    monkeypatch.delenv("VASSO_REQUIRE_SLURM", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="busy"):
+        conftest.skip_or_fail(reason)
+    monkeypatch.setenv("VASSO_REQUIRE_SLURM", "1")
+    with pytest.raises(pytest.fail.Exception, match="VASSO_REQUIRE_SLURM=1"):
+        conftest.skip_or_fail(reason)
+
+
+def test_a_slurm_jobs_bad_input_reaches_error_json_and_the_jobs_failure(tmp_path, monkeypatch):
+    """In a job the engine writes to the job's stderr file; its exit-2 line is what the cell records."""
+    log = tmp_path / "42_0_log.err"
+    log.write_text("python -m benchmarks: error: an earlier start's reason\n")
+    monkeypatch.setattr(job_mod, "_submitit_stderr", lambda: log)
+    line = "python -m benchmarks: error: --batch-size=4096 exceeds the 1347 training samples"
+    monkeypatch.setattr(job_mod, "engine_command",
+                        lambda argv, python=None: ["sh", "-c", f"echo '{line}' >> {log}; exit 2"])
+    with pytest.raises(CellFailed, match="rejected the cell \\(exit 2\\): --batch-size=4096 exceeds"):
+        CellJob(["digits"], str(tmp_path / "cell"), poll_s=0.05)()
+    error = json.loads((tmp_path / "cell" / "error.json").read_text())
+    assert error["type"] == "BadInput" and error["written_by"] == "slurm"
+    assert error["message"] == f"--batch-size=4096 exceeds the 1347 training samples (the engine's output: {log})"

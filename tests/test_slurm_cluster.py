@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from conftest import skip_or_fail, slurm_node_busy
 from slurm import cli, sweep
 from test_slurm_local import metric_epochs, statuses, wait_until, write_experiments
 
@@ -44,15 +45,26 @@ def settle(module, runs, name, timeout_s=240) -> list:
                 subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False)
         return not any(s.state in sweep.ACTIVE for s in statuses(module, runs, name))
 
-    wait_until(quiet, timeout_s, f"the cells of {name!r} to settle")
+    wait_while_free(quiet, timeout_s, f"the cells of {name!r} to settle", runs / name)
     return statuses(module, runs, name)
+
+
+def wait_while_free(predicate, timeout_s, what, experiment_dir) -> None:
+    """`wait_until`; a timeout on a node that others' jobs took meanwhile skips, saying so."""
+    try:
+        wait_until(predicate, timeout_s, what)
+    except AssertionError:
+        reason = slurm_node_busy(ours=set(sweep.read_jobs(experiment_dir / ".sweep").values()))
+        if reason is not None:
+            skip_or_fail(f"timed out waiting for {what}: {reason}")
+        raise
 
 
 def job_ids(path) -> list[str]:
     return json.loads((path / "meta.json").read_text())["slurm_job_ids"]
 
 
-def test_launch_runs_each_cell_once_as_a_job_array_and_relaunch_submits_nothing(capsys, sweep_env):
+def test_launch_runs_each_cell_once_as_a_job_array_and_relaunch_submits_nothing(capsys, sweep_env, slurm_node_free):
     module, runs = sweep_env
     code, out = run_cli(capsys, module, runs, "launch", "tiny", "--time", "5")
     assert code == 0 and "submitted job array" in out and "2 cell(s) submitted" in out, out
@@ -82,13 +94,13 @@ def test_resources_the_partition_cannot_give_are_refused_before_submitting(capsy
     assert not (runs / "tiny" / ".sweep" / "jobs.jsonl").exists()
 
 
-def test_scontrol_requeue_resumes_the_cell_from_its_checkpoint(capsys, sweep_env):
+def test_scontrol_requeue_resumes_the_cell_from_its_checkpoint(capsys, sweep_env, slurm_node_free):
     module, runs = sweep_env
     code, out = run_cli(capsys, module, runs, "launch", "long", "--time", "10")
     assert code == 0, out
     [cell] = statuses(module, runs, "long")
     job = sweep.read_jobs(runs / "long" / ".sweep")[cell.cell]
-    wait_until(lambda: (cell.path / "metrics.jsonl").exists(), 120, "the first epoch")
+    wait_while_free(lambda: (cell.path / "metrics.jsonl").exists(), 120, "the first epoch", runs / "long")
     subprocess.run(["scontrol", "requeue", job], check=True)
     [cell] = settle(module, runs, "long")
     assert cell.state == "done"
@@ -97,7 +109,7 @@ def test_scontrol_requeue_resumes_the_cell_from_its_checkpoint(capsys, sweep_env
 
 
 @pytest.mark.slow
-def test_a_time_limit_checkpoints_requeues_and_resumes(capsys, tmp_path, slurm_cluster):
+def test_a_time_limit_checkpoints_requeues_and_resumes(capsys, tmp_path, slurm_node_free):
     module, runs = write_experiments(tmp_path, long_epochs=1000), tmp_path / "runs"
     # Two minutes, signalled 30 s before the end; Slurm may signal up to a minute
     # early, so the signal comes 30 to 90 s in. The cell needs far longer: the job
@@ -115,9 +127,10 @@ def test_a_time_limit_checkpoints_requeues_and_resumes(capsys, tmp_path, slurm_c
         return meta.exists() and len(job_ids(cell.path)) >= 2 and metric_epochs(cell.path)
 
     try:
-        wait_until(resumed, 240, "a timeout, a requeue and a restart")
+        wait_while_free(resumed, 240, "a timeout, a requeue and a restart", runs / "long")
         before = len(metric_epochs(cell.path))
-        wait_until(lambda: len(metric_epochs(cell.path)) > before, 60, "an epoch after the restart")
+        wait_while_free(lambda: len(metric_epochs(cell.path)) > before, 60, "an epoch after the restart",
+                        runs / "long")
     finally:
         subprocess.run(["scancel", job], check=False)
     epochs = metric_epochs(cell.path)
@@ -126,7 +139,7 @@ def test_a_time_limit_checkpoints_requeues_and_resumes(capsys, tmp_path, slurm_c
     assert "timed-out" in logs and "Requeued job" in logs
 
 
-def test_failed_cell_shows_failed_and_retry_resubmits_only_it(capsys, sweep_env):
+def test_failed_cell_shows_failed_and_retry_resubmits_only_it(capsys, sweep_env, slurm_node_free):
     module, runs = sweep_env
     code, out = run_cli(capsys, module, runs, "launch", "fail", "--time", "5")
     assert code == 0, out
@@ -140,3 +153,16 @@ def test_failed_cell_shows_failed_and_retry_resubmits_only_it(capsys, sweep_env)
     assert (by_lr[0.05].state, by_lr[1e30].state) == ("done", "failed")
     assert (bad.path / "error.json").stat().st_mtime_ns > first_error
     assert len(job_ids(good.path)) == 1
+
+
+def test_a_cell_the_engine_rejects_records_the_engines_reason(capsys, sweep_env, slurm_node_free):
+    """Exit 2 writes nothing by design; the job's supervisor takes the engine's line from the job's log."""
+    module, runs = sweep_env
+    code, out = run_cli(capsys, module, runs, "launch", "reject", "--time", "5")
+    assert code == 0, out
+    [cell] = settle(module, runs, "reject")
+    assert cell.state == "failed"
+    error = json.loads((cell.path / "error.json").read_text())
+    assert error["type"] == "BadInput", error
+    assert error["message"].startswith("--batch-size=4096 exceeds the 1347 training samples (the engine's output: ")
+    assert "_log.err" in error["message"], error["message"]

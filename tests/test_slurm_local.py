@@ -33,6 +33,8 @@ EXPERIMENTS_MODULE = textwrap.dedent("""
         "tiny": experiment("tiny", optimizer=["sgd"], seed=[0, 1]),
         # lr 1e30 makes the loss non-finite at once: the engine fails the cell.
         "fail": experiment("fail", lr=[0.05, 1e30], optimizer=["sgd"], seed=[0]),
+        # A batch larger than the 1347 training images: the engine rejects the cell (exit 2).
+        "reject": experiment("reject", batch_size=[4096], optimizer=["sgd"], seed=[0]),
         # Long enough (full epochs) to be stopped mid-run.
         "long": Experiment("long", "long", grid(
             dict(TINY, experiment="long", max_steps=None, epochs={long_epochs}), optimizer=["sgd"], seed=[0])),

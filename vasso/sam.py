@@ -424,12 +424,17 @@ class SharpnessAware(torch.optim.Optimizer):
             self.base.step()
 
     def step(self, closure: Callable[[], Any] | None = None, scaler: torch.amp.GradScaler | None = None) -> Any:
-        """One sharpness-aware step; returns the loss of the first pass.
+        """One sharpness-aware step; returns the loss of the first pass, detached.
 
         ``closure`` runs forward and backward and returns the loss; gradients are
         zeroed before each call. It is called at w and, when the step ascends,
         again at w + e. With an fp16 ``GradScaler``, the closure calls
         ``scaler.scale(loss).backward()`` and ``scaler`` is passed here.
+
+        The returned loss is detached (its graph was used by the closure's
+        backward and the weights have changed since), so ``float(loss)`` or
+        ``loss.item()`` reads it without autograd's warning; reading it syncs
+        with the device, so a fast loop reads it only now and then.
         """
         if closure is None:
             raise ValueError(
@@ -448,7 +453,7 @@ class SharpnessAware(torch.optim.Optimizer):
                 self._abort()
                 raise
         self.second_step(scaler)
-        return loss
+        return loss.detach() if isinstance(loss, Tensor) else loss
 
     @torch.no_grad()
     def _abort(self) -> None:

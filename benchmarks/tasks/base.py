@@ -66,6 +66,12 @@ class Task:
         """Load (never download unless ``cfg.download``); missing data raises ConfigError."""
         raise NotImplementedError
 
+    def missing_data(self, cfg: TrainConfig) -> str | None:
+        """What of the cell's dataset is not on disk, where it was looked for and how to
+        get it; None when it is all there (or the task needs no files). Cheap: a sweep
+        asks it of every cell before starting any."""
+        return None
+
     def build_model(self, cfg: TrainConfig, num_classes: int) -> nn.Module:
         kwargs = {"alpha": cfg.pyramidnet_alpha} if cfg.model.startswith("pyramidnet") else {}
         return create_model(cfg.model, num_classes, **kwargs)

@@ -54,16 +54,22 @@ def _missing_files(cls: type, root: pathlib.Path) -> list[str]:
 class CifarTask(Task):
     name = "cifar"
 
+    def missing_data(self, cfg: TrainConfig) -> str | None:
+        cls = _DATASETS[cfg.dataset][0]
+        root = pathlib.Path(cfg.data_dir)
+        missing = _missing_files(cls, root)
+        if not missing:
+            return None
+        return (f"{cfg.dataset} not found: {root / cls.base_folder} lacks {', '.join(missing)}. "
+                f"Extract {cls.url} into {root} (it unpacks to {cls.base_folder}/)")
+
     def load_data(self, cfg: TrainConfig) -> TaskData:
         cls, num_classes = _DATASETS[cfg.dataset]
         mean, std = cifar_statistics(cfg.dataset, cfg.norm_stats)
         root = pathlib.Path(cfg.data_dir)
-        missing = _missing_files(cls, root)
-        if missing and not cfg.download:
-            raise ConfigError(
-                f"{cfg.dataset} not found: {root / cls.base_folder} lacks {', '.join(missing)}. "
-                f"Extract {cls.url} into {root} (it unpacks to {cls.base_folder}/), "
-                "pass --data-dir where it is, or pass --download.")
+        missing = None if cfg.download else self.missing_data(cfg)
+        if missing:
+            raise ConfigError(f"{missing}, pass --data-dir where it is, or pass --download.")
         try:
             train = cls(str(root), train=True, download=cfg.download)
             test = cls(str(root), train=False)
