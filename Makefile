@@ -36,7 +36,7 @@ test: $(STAMP)  ## run the test suite (Slurm tests need `make slurm-up` first)
 test-fast: $(STAMP)  ## the tests without the slow and Slurm ones
 	$(PY) -m pytest tests -m "not slow and not slurm"
 
-mutation-test: $(STAMP)  ## put ~50 single bugs into a copy of the tree, one at a time; print the kill rate (~15 min, not in CI)
+mutation-test: $(STAMP)  ## put ~60 single bugs into a copy of the tree, one at a time; print the kill rate (~20 min, not in CI)
 	$(PY) scripts/mutation_test.py
 
 slurm-up:  ## start a real single-node Slurm cluster (root; installs slurm-wlm and munge if missing)

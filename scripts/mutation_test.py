@@ -14,9 +14,9 @@ when they pass. It prints the kill rate and every survivor; it exits 1 when the
 kill rate is under ``--target`` or when a mutant no longer applies (its text was
 edited away: update the list).
 
-Not part of CI (it runs the relevant tests once per mutant: about 15 minutes on a
-2-core CPU). The latest kill rate and the reasons for every survivor are in
-docs/testing.md.
+Not part of CI (it runs the relevant tests once per mutant: about 20 minutes on a
+2-core CPU). The latest kill rate, its date and any survivor with its reason are
+in docs/testing.md.
 """
 
 from __future__ import annotations
