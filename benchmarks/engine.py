@@ -104,7 +104,8 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, fused: bool = False
     ``cfg.optimizer == "sgd"`` (then both are the base). Schedulers drive ``base``.
 
     ``fused``: the base optimizer's fused implementation (the fast path: it reads a
-    tensor learning rate without a host sync, which a CUDA graph needs).
+    tensor learning rate without a host sync, which a CUDA graph needs); AdamW also
+    gets ``capturable=True``, without which ``Adam.step`` refuses a CUDA graph capture.
     """
     impl = {"fused": True} if fused else {}
     if cfg.base == "sgd":
@@ -113,7 +114,7 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, fused: bool = False
             weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, **impl)
     else:
         base = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                 **impl)
+                                 **impl, **({"capturable": True} if fused else {}))
     if cfg.optimizer == "sgd":
         return base, base
 
@@ -169,17 +170,36 @@ IMPLEMENTATION_KEYS = ("foreach", "fused", "capturable", "differentiable")
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, base: torch.optim.Optimizer,
                          state: dict[str, Any]) -> None:
-    """``optimizer.load_state_dict(state)``, keeping the implementation flags of ``base``.
+    """``optimizer.load_state_dict(state)``, keeping the implementation flags of ``base``
+    and the memory layout of its parameters.
 
     ``load_state_dict`` takes every param-group entry from the checkpoint, ``fused``
-    included; a run preempted on one path and resumed on the other (``--fast`` is not
-    part of the cell) keeps the implementation its own path built.
+    included, and places Adam's ``step`` by the checkpoint's flags (on the device only
+    when fused or capturable); state tensors keep the strides they were saved with.
+    A run preempted on one path and resumed on the other (``--fast`` is not part of
+    the cell, and only the fast path is channels-last on CUDA) must get its own path's
+    implementation, ``step`` placement and layout: the flags are put into the
+    checkpoint's groups before loading, and the state is re-laid like the parameters
+    (and a ``step`` saved on the device is brought to the host where this path's Adam
+    keeps it).
     """
-    flags = [{k: group[k] for k in IMPLEMENTATION_KEYS if k in group}
-             for group in base.param_groups]
-    optimizer.load_state_dict(state)
-    for group, saved in zip(base.param_groups, flags):
-        group.update(saved)
+    wrapped = optimizer is not base
+    base_state = state["base"] if wrapped else state
+    saved_groups = base_state["param_groups"]
+    if len(saved_groups) != len(base.param_groups):
+        raise ValueError(f"the checkpoint's optimizer has {len(saved_groups)} param groups, "
+                         f"this one {len(base.param_groups)}: not a checkpoint of this model")
+    groups = [{**saved, **{k: group[k] for k in IMPLEMENTATION_KEYS if k in group}}
+              for saved, group in zip(saved_groups, base.param_groups)]
+    base_state = {**base_state, "param_groups": groups}
+    optimizer.load_state_dict({**state, "base": base_state} if wrapped else base_state)
+    vasso.lay_out_state_like_params(base)  # a wrapper did it already; a plain base did not
+    for group in base.param_groups:  # torch.optim.Adam keeps `step` on the host unless
+        if not (group.get("capturable") or group.get("fused")):  # fused or capturable:
+            for p in group["params"]:  # a device `step` would cost a sync per parameter
+                step = base.state.get(p, {}).get("step")
+                if isinstance(step, torch.Tensor) and step.device.type != "cpu":
+                    base.state[p]["step"] = step.cpu()
 
 
 def steps_per_epoch(cfg: TrainConfig, num_train: int) -> int:

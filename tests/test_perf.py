@@ -30,7 +30,7 @@ def report(tmp_path_factory):
 
 def test_report_has_every_field(report):
     for key in ("device", "device_type", "torch", "time", "settings", "steps", "ratios",
-                "data_pipeline", "epoch", "goals"):
+                "data_pipeline", "epochs", "goals"):
         assert key in report
     assert report["device_type"] == "cpu" and report["device"].startswith("CPU")
     assert report["goals"] is None  # the H100 goals are not judged on a CPU
@@ -39,11 +39,11 @@ def test_report_has_every_field(report):
     for r in report["steps"]:
         assert r["n"] == 2 and positive(r["median_ms"]) and positive(r["param_mb"])
         assert r["min_ms"] <= r["median_ms"] <= r["max_ms"] and r["iqr_ms"] >= 0
-        assert r["peak_mem_mb"] is None and r["mode"] == "eager"
+        assert r["peak_mem_mb"] is None and r["mode"] == "eager" and r["precision"] == "fp32"
     p = report["data_pipeline"]
     assert positive(p["device_images_per_s"]) and positive(p["pil_dataloader_images_per_s"])
-    e = report["epoch"]
-    assert positive(e["epoch_s"]) and positive(e["first_epoch_s"])
+    [e] = report["epochs"]
+    assert e["precision"] == "fp32" and positive(e["epoch_s"]) and positive(e["first_epoch_s"])
     assert positive(e["projected_200_epochs_min"]) and 0 <= e["test_acc"] <= 100
 
 
@@ -51,6 +51,7 @@ def test_ratios_come_from_the_measured_times(report):
     median = {(r["method"], r["impl"]): r["median_ms"] for r in report["steps"]}
     rows = {r["impl"]: r for r in report["ratios"]}
     assert set(rows) == set(perf.IMPLS)
+    assert {r["precision"] for r in report["ratios"]} == {"fp32"}
     for impl, row in rows.items():
         assert row["vasso_over_sam"] == pytest.approx(median["vasso", impl] / median["sam", impl])
         assert row["sam_over_2fb"] == pytest.approx(median["sam", impl] / (2 * median["fb", impl]))
@@ -95,3 +96,21 @@ def test_bad_options_are_clear_errors(capsys):
     with pytest.raises(SystemExit):
         perf.parse_args(["--device", "cpu", "--epoch-train-images", "4", "--batch-size", "8"])
     assert "makes no batch of 8" in capsys.readouterr().err
+
+
+def test_each_precision_is_measured_and_named(tmp_path):
+    """``--precision both``: every step row, ratio row and epoch names its precision,
+    and the ratios never mix two precisions."""
+    out = tmp_path / "both"
+    assert perf.main([*TINY, "--precision", "both", "--methods", "sam,vasso", "--impls", "fast",
+                      "--no-pipeline", "--out-dir", str(out)]) == 0
+    report = json.loads(next(out.glob("*.json")).read_text())
+    assert report["settings"]["precisions"] == ["bf16", "fp32"]
+    assert sorted((r["precision"], r["method"]) for r in report["steps"]) == sorted(
+        (p, m) for p in ("bf16", "fp32") for m in ("fb", "sam", "vasso"))
+    median = {(r["precision"], r["method"]): r["median_ms"] for r in report["steps"]}
+    for row in report["ratios"]:
+        p = row["precision"]
+        assert row["vasso_over_sam"] == pytest.approx(median[p, "vasso"] / median[p, "sam"])
+    assert [e["precision"] for e in report["epochs"]] == ["bf16", "fp32"]
+    assert perf.parse_args(["--device", "cpu"])[0].precisions == ["fp32"]

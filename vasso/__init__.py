@@ -10,7 +10,7 @@ The package depends on torch only. See docs/optimizers.md.
 
 from vasso.asam import ASAM
 from vasso.gsam import GSAM
-from vasso.sam import SAM, SharpnessAware
+from vasso.sam import SAM, SharpnessAware, lay_out_state_like_params
 from vasso.vasso import VaSSO
 
-__all__ = ["SAM", "ASAM", "GSAM", "VaSSO", "SharpnessAware"]
+__all__ = ["SAM", "ASAM", "GSAM", "VaSSO", "SharpnessAware", "lay_out_state_like_params"]

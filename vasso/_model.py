@@ -26,30 +26,38 @@ class RunningStats:
             for m in model.modules()
             if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats
         ]
-        self._saved: list[Tensor] = []
+        self._saved: dict[torch.dtype, list[Tensor]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._layers)
 
-    def _buffers(self) -> list[Tensor]:
+    def _buffers(self) -> dict[torch.dtype, list[Tensor]]:
+        """The buffers, one list per dtype: a fused (foreach) copy needs one dtype per
+        list, and on CUDA falls back to one kernel per tensor otherwise (float32
+        statistics and int64 ``num_batches_tracked`` would give 3 kernels per layer)."""
         names = ("running_mean", "running_var", "num_batches_tracked")
-        return [
-            buf for m in self._layers for name in names if (buf := getattr(m, name)) is not None
-        ]
+        by_dtype: dict[torch.dtype, list[Tensor]] = {}
+        for m in self._layers:
+            for name in names:
+                buf = getattr(m, name)
+                if buf is not None:
+                    by_dtype.setdefault(buf.dtype, []).append(buf)
+        return by_dtype
 
     @torch.no_grad()
     def save(self) -> None:
         buffers = self._buffers()
-        if not buffers:
-            return
-        if [(b.shape, b.dtype, b.device) for b in self._saved] != [
-            (b.shape, b.dtype, b.device) for b in buffers
-        ]:
-            self._saved = [torch.empty_like(b) for b in buffers]
-        torch._foreach_copy_(self._saved, buffers)
+        if _layout(self._saved) != _layout(buffers):
+            self._saved = {dtype: [torch.empty_like(b) for b in group]
+                           for dtype, group in buffers.items()}
+        for dtype, group in buffers.items():
+            torch._foreach_copy_(self._saved[dtype], group)
 
     @torch.no_grad()
     def restore(self) -> None:
-        buffers = self._buffers()
-        if buffers:
-            torch._foreach_copy_(buffers, self._saved)
+        for dtype, group in self._buffers().items():
+            torch._foreach_copy_(group, self._saved[dtype])
+
+
+def _layout(buffers: dict[torch.dtype, list[Tensor]]) -> list:
+    return [(dtype, [(b.shape, b.device) for b in group]) for dtype, group in buffers.items()]

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from vasso._foreach import global_norm, nonfinite_flag, zero_nonfinite_
 from vasso._model import RunningStats
 
-__all__ = ["SharpnessAware", "SAM"]
+__all__ = ["SharpnessAware", "SAM", "lay_out_state_like_params"]
 
 BN_STATS = ("first", "both")
 SYNC = ("global", "local")
@@ -43,6 +43,25 @@ def _check_range(name: str, value: Any, ok: bool, valid: str) -> None:
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def lay_out_state_like_params(optimizer: torch.optim.Optimizer) -> None:
+    """Give every per-parameter state tensor of ``optimizer`` its parameter's memory layout.
+
+    ``load_state_dict`` keeps the strides the state was saved with: a momentum buffer
+    saved from a contiguous model and loaded into a channels-last one stays contiguous,
+    and on CUDA the fused optimizers (``fused=True``) refuse parameters, gradients and
+    state of different layouts. Tensors shaped unlike their parameter (Adam's ``step``)
+    are left alone. Call it after ``load_state_dict`` of a plain ``torch.optim``
+    optimizer; the sharpness-aware optimizers call it themselves, for their base
+    optimizer and for their own state.
+    """
+    for p, state in optimizer.state.items():
+        if not isinstance(p, Tensor):  # state torch.optim could not match to a parameter
+            continue
+        for key, value in state.items():
+            if isinstance(value, Tensor) and value.shape == p.shape and value.stride() != p.stride():
+                state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def _enabled(scaler: torch.amp.GradScaler | None) -> torch.amp.GradScaler | None:
@@ -199,6 +218,7 @@ class SharpnessAware(torch.optim.Optimizer):
         self._weights: dict[Tensor, Tensor] = {}  # the copy of w taken before each ascent
         self._steps = 0  # completed steps, ascended or not
         self._passes = 0  # forward/backward passes of the completed steps
+        self._last_step_passes = 0  # passes of the last completed step (count_replayed_step)
         self._has_last_perturbation = False  # skip="reuse": e_last exists (after the first ascent)
         self._reusing = False  # this step's one pass runs at w + e_last (set by first_pass)
         self._ascends: bool | None = None  # this step's ascent decision, once drawn
@@ -395,8 +415,18 @@ class SharpnessAware(torch.optim.Optimizer):
             self._end_step()
         self._steps += 1
         self._passes += passes
+        self._last_step_passes = passes  # what a replay of this step repeats
         if scaler is not None:
             scaler.update()
+
+    def count_replayed_step(self) -> None:
+        """Count a step that ran without this object's Python code: a replay of a CUDA
+        graph recorded from ``step()``. The replay repeats every recorded kernel (both
+        passes, the perturbation, the restore, the base step); only the host-side
+        counters, which ``state_dict()`` saves and the ascent schedule reads, are left
+        to advance here: one step, and the passes of the step that was recorded."""
+        self._steps += 1
+        self._passes += self._last_step_passes
 
     def _restore(self, params: list[Tensor], running_stats: bool = True) -> None:
         # An in-place copy: exact in any precision (w + e - e is not), and the
@@ -524,6 +554,8 @@ class SharpnessAware(torch.optim.Optimizer):
         for i, per_tensor in state_dict["state"].items():
             p = params[int(i)]
             self.state[p] = {k: v.detach().to(p.device, copy=True) for k, v in per_tensor.items()}
+        lay_out_state_like_params(self.base)
+        lay_out_state_like_params(self)
         self._steps = int(state_dict["steps"])
         self._passes = int(state_dict.get("passes", 0))  # absent from state dicts of vasso < 0.2
         self._has_last_perturbation = any("e_last" in s for s in self.state.values())

@@ -102,7 +102,11 @@ class DeviceCIFAR:
     ``drop_last`` (default: as ``shuffle``) keeps full batches only, as training
     needs (a batch of one breaks BatchNorm), while evaluation wants every sample.
     ``channels_last`` returns batches in channels-last memory, which the images'
-    NHWC storage gives for free. :meth:`from_dataset` serves an
+    NHWC storage gives for free. ``batches_per_call`` batches are built by one
+    call of the augmentation (about 40 small kernels whatever its size: on a GPU
+    their launches, not the pixels, set the cost of a batch) and served as views
+    of it; every sample's result is the same, whatever the grouping.
+    :meth:`from_dataset` serves an
     :class:`benchmarks.data.AugmentedImages` split with its own statistics,
     augmentation and augmentation seed: the same images, from the device.
     """
@@ -112,7 +116,8 @@ class DeviceCIFAR:
                  std: Sequence[float] = CIFAR10_STD, augmentation: Augmentation | None = None,
                  shuffle: bool | None = None, drop_last: bool | None = None, seed: int = 0,
                  augment_seed: int | None = None, device: torch.device | str = "cpu",
-                 channels_last: bool = False, dtype: torch.dtype = torch.float32) -> None:
+                 channels_last: bool = False, dtype: torch.dtype = torch.float32,
+                 batches_per_call: int = 8) -> None:
         self.device = torch.device(device)
         self.images = as_nhwc_uint8(images).to(self.device)
         self.labels = torch.as_tensor(labels, dtype=torch.int64).to(self.device)
@@ -123,6 +128,9 @@ class DeviceCIFAR:
             raise ValueError(f"mean and std need {channels} entries, got {len(mean)} and {len(std)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if batches_per_call < 1:
+            raise ValueError(f"batches_per_call must be >= 1, got {batches_per_call}")
+        self.batches_per_call = batches_per_call
         self.batch_size = batch_size
         self.augmentation = augmentation or Augmentation.none()
         self.shuffle = (not self.augmentation.is_identity) if shuffle is None else shuffle
@@ -181,9 +189,10 @@ class DeviceCIFAR:
         stop = len(self) if stop is None else min(stop, len(self))
         order = self.order(epoch)
         draw = self.draw(epoch) if not self.augmentation.is_identity else None
-        aug = self.augmentation
-        for k in range(start, stop):
-            index = order[k * self.batch_size:(k + 1) * self.batch_size]
+        aug, size = self.augmentation, self.batch_size
+        for first in range(start, stop, self.batches_per_call):
+            last = min(first + self.batches_per_call, stop)
+            index = order[first * size:last * size]
             if draw is None:
                 pixels = self.images[index].to(self.scale.dtype)
                 x = (pixels * self.scale + self.shift).permute(0, 3, 1, 2)
@@ -193,4 +202,6 @@ class DeviceCIFAR:
                             index=index)
             if not self.channels_last:
                 x = x.contiguous()
-            yield x, self.labels[index]
+            labels = self.labels[index]
+            for k in range(last - first):  # views along the batch axis keep the memory format
+                yield x[k * size:(k + 1) * size], labels[k * size:(k + 1) * size]

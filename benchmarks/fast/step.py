@@ -10,14 +10,17 @@ counters only), so the recorded kernels are the step.
 
 Modes (``mode=``):
 
-* ``"graph"``: the first ``warmup_steps`` calls run eagerly on a side stream
+* ``"graph"``: the first ``warmup_steps`` calls run eagerly on one side stream
   (they are real training steps: they allocate the optimizer state, the
   momentum buffers, VaSSO's average and the weight copies, and let cuDNN pick
-  its kernels); the next call records the step into a graph and replays it;
-  later calls copy the batch into the graph's static input buffers and replay.
-  Only CUDA; before recording, :func:`capture_blockers` lists what would make
-  the recording wrong or impossible, and capture errors are caught: in both
-  cases the step warns once and runs eagerly from then on (the fallback).
+  its kernels); the next call records the step into a graph on that stream and
+  replays it; later calls copy the batch into the graph's static input buffers
+  and replay. Only CUDA; before recording, :func:`capture_blockers` lists what
+  would make the recording wrong or impossible, and a failed recording is undone
+  (current stream, allocator pool, step counter; see
+  :meth:`TrainStep._undo_failed_recording`): in both cases the step warns once
+  and runs eagerly from then on (the fallback). A failure that cannot be undone
+  raises instead of training on in a broken process.
 * ``"compile"``: the model's forward (and, through AOTAutograd, backward) is
   ``torch.compile``d; the optimizer runs eagerly. Works on any device, costs a
   compilation up front; the alternative where a graph cannot be recorded.
@@ -31,16 +34,23 @@ Requirements for ``"graph"`` (what :func:`capture_blockers` checks):
   then update it in place with ``fill_``, which the graph reads at each replay);
 * the base optimizer reads it without a host sync: ``torch.optim.SGD(...,
   fused=True)`` (its foreach and single-tensor paths call ``.item()`` on a tensor
-  LR), or Adam / AdamW with ``capturable=True`` or ``fused=True``;
+  LR), or an optimizer with a ``capturable`` flag (Adam, AdamW, ...) built with
+  ``capturable=True`` (``Adam.step`` refuses to be captured otherwise, fused or
+  not: ``torch.optim.Optimizer._accelerator_graph_capture_health_check``);
 * a sharpness-aware optimizer ascends on every step (``ascent_every=1``, no
   ``ascent_prob``): a recorded graph cannot take a Python branch per step;
+* nothing in the step reads a device value on the host: no BatchNorm with
+  ``momentum=None`` (its cumulative average divides by ``float(num_batches_tracked)``),
+  no autograd anomaly detection (it checks every gradient on the host);
 * no fp16 ``GradScaler`` (bf16 autocast needs none) and no data parallelism.
 
 Numerics: every mode runs the same operations in the same order on the same
 buffers; graph replay and eager execution agree to floating-point noise (cuDNN
 may pick different algorithms during warm-up and capture). The step counter of a
 ``vasso`` optimizer is advanced by the Python side of the step, which a replay
-skips; it only schedules ascents, which the graph mode requires to be every step.
+skips: :class:`TrainStep` advances it after each replay
+(``SharpnessAware.count_replayed_step``), so checkpoints of a graphed run record
+the steps it took.
 """
 
 from __future__ import annotations
@@ -103,9 +113,11 @@ def _base_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     return getattr(optimizer, "base", optimizer)
 
 
-def capture_blockers(optimizer: torch.optim.Optimizer, device: torch.device | str) -> list[str]:
-    """Why the step of ``optimizer`` cannot be recorded in a CUDA graph on ``device``
-    (an empty list: it can). Each entry names the problem and its fix."""
+def capture_blockers(optimizer: torch.optim.Optimizer, device: torch.device | str,
+                     model: nn.Module | None = None) -> list[str]:
+    """Why the step of ``optimizer`` (on ``model``; default: the optimizer's own
+    ``model``) cannot be recorded in a CUDA graph on ``device`` (an empty list: it
+    can). Each entry names the problem and its fix."""
     device = torch.device(device)
     problems = []
     if device.type != "cuda" or not torch.cuda.is_available():
@@ -116,6 +128,9 @@ def capture_blockers(optimizer: torch.optim.Optimizer, device: torch.device | st
     if getattr(optimizer, "sync", "global") == "local" or (
             torch.distributed.is_available() and torch.distributed.is_initialized()):
         problems.append("data-parallel steps are not recorded: use mode='eager' or 'compile'")
+    if torch.is_anomaly_enabled():
+        problems.append("autograd anomaly detection checks every gradient on the host: "
+                        "turn it off (torch.autograd.set_detect_anomaly(False))")
     base = _base_optimizer(optimizer)
     for i, group in enumerate(base.param_groups):
         lr = group["lr"]
@@ -127,10 +142,18 @@ def capture_blockers(optimizer: torch.optim.Optimizer, device: torch.device | st
         if isinstance(base, torch.optim.SGD) and not group.get("fused"):
             problems.append(f"param group {i}: SGD reads a tensor lr with .item() unless "
                             "fused: build it with torch.optim.SGD(..., fused=True)")
-        if isinstance(base, (torch.optim.Adam, torch.optim.AdamW)) and not (
-                group.get("capturable") or group.get("fused")):
-            problems.append(f"param group {i}: {type(base).__name__} needs capturable=True "
-                            "or fused=True")
+        if "capturable" in group and not group["capturable"]:
+            # torch.optim's capture health check raises for it, fused or not.
+            problems.append(f"param group {i}: {type(base).__name__}.step refuses a CUDA graph "
+                            f"capture unless capturable=True: build it with "
+                            f"{type(base).__name__}(..., fused=True, capturable=True)")
+    model = model if model is not None else getattr(optimizer, "model", None)
+    for name, module in model.named_modules() if model is not None else ():
+        if (isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats
+                and module.momentum is None):
+            problems.append(f"BatchNorm {name or 'model'} has momentum=None: its cumulative "
+                            "average reads num_batches_tracked on the host every step; give it "
+                            "a momentum (e.g. 0.1)")
     return problems
 
 
@@ -146,7 +169,8 @@ class TrainStep:
     mode (e.g. ``{"mode": "max-autotune-no-cudagraphs"}``).
 
     See the module docstring for the modes; ``self.mode`` is the one in use
-    (after a fallback: ``"eager"``), ``self.fallback_reason`` why it fell back.
+    (after a fallback: ``"eager"``), ``self.fallback_reason`` why it fell back,
+    ``self.replays`` how many steps ran as a replay of the recorded graph.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -170,11 +194,13 @@ class TrainStep:
         if mode == "compile":
             self._forward = torch.compile(model, **(compile_options or {}))
         self._calls = 0
+        self.replays = 0
+        self._stream: torch.cuda.Stream | None = None  # warm-up and recording, created once
         self._graph: torch.cuda.CUDAGraph | None = None
         self._static: tuple[Tensor, Tensor] | None = None
         self._static_out: StepOutput | None = None
         if mode == "graph":
-            blockers = capture_blockers(optimizer, self.device)
+            blockers = capture_blockers(optimizer, self.device, model)
             if blockers:
                 self._fall_back("; ".join(blockers))
 
@@ -222,6 +248,7 @@ class TrainStep:
         static_y.copy_(y)
         if self._graph is not None:
             self._graph.replay()
+            self._count_replay()
             return self._static_out
         if self._calls <= self.warmup_steps:
             return self._warmup_step(static_x, static_y)
@@ -229,37 +256,94 @@ class TrainStep:
 
     # ------------------------------------------------------------------ CUDA graph
 
+    def _side_stream(self) -> torch.cuda.Stream:
+        # One stream for every warm-up step and the recording, as in PyTorch's capture
+        # recipe: lazily created state (cuBLAS workspaces, cuDNN plans) and the memory
+        # cached by the warm-up steps belong to that stream, not to one stream per step.
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(self.device)
+        return self._stream
+
     def _warmup_step(self, x: Tensor, y: Tensor) -> StepOutput:
-        # Warm-up runs on a side stream, as recording does, so that lazily created
-        # state (cuBLAS workspaces, cuDNN plans) belongs to a non-default stream.
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
+        side, current = self._side_stream(), torch.cuda.current_stream(self.device)
+        side.wait_stream(current)
+        with torch.cuda.stream(side), warnings.catch_warnings():
+            # A capturable Adam warns when it steps outside a capture: expected here.
+            warnings.filterwarnings("ignore", "This instance was constructed with capturable=True")
             out = self._run(x, y)
-        torch.cuda.current_stream(self.device).wait_stream(side)
+        current.wait_stream(side)
         return out
+
+    def _count_replay(self) -> None:
+        # A replay skips the step's Python code: advance the host-side step counter
+        # it would have advanced (what state_dict() saves, so checkpoints are right).
+        self.replays += 1
+        count = getattr(self.optimizer, "count_replayed_step", None)
+        if callable(count):
+            count()
 
     def _record_and_replay(self, x: Tensor, y: Tensor) -> StepOutput:
         graph = torch.cuda.CUDAGraph()
+        stream_before = torch.cuda.current_stream(self.device)
+        # The host-side counters of a vasso optimizer, which the recording's Python side
+        # advances for a step that, if the recording fails, never ran.
+        counters = {name: getattr(self.optimizer, name)
+                    for name in ("_steps", "_passes", "_last_step_passes")
+                    if hasattr(self.optimizer, name)}
         # Gradients are created inside the recording (from the graph's memory pool),
         # so the replayed backward writes to the same tensors every time.
         self.optimizer.zero_grad(set_to_none=True)
         try:
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            with torch.cuda.graph(graph, stream=self._side_stream(),
+                                  capture_error_mode="thread_local"):
                 out = self._run(x, y)
         except Exception as err:  # noqa: BLE001 - any failure to record means: run eagerly
-            # Nothing ran during the failed recording (kernels are only recorded),
-            # so parameters and optimizer state are those after the last real step;
-            # only the Python-side phase of a vasso step may be left half-way.
+            # Nothing ran during the failed recording (kernels are only recorded), so
+            # parameters and optimizer state are those after the last real step; the
+            # Python side of a vasso step may have advanced its counter or be left
+            # half-way, and the process may still be set up for the capture.
+            for name, value in counters.items():
+                setattr(self.optimizer, name, value)
             end_step = getattr(self.optimizer, "_end_step", None)
             if callable(end_step):
                 end_step()
+            self._undo_failed_recording(graph, stream_before, err)
             self._fall_back(f"recording the CUDA graph failed: {type(err).__name__}: {err}")
             self._graph = None
             return self._run(x, y)
         self._graph, self._static_out = graph, out
         graph.replay()  # recording ran nothing: this executes this call's step
         return out
+
+    def _undo_failed_recording(self, graph: torch.cuda.CUDAGraph,
+                               stream_before: torch.cuda.Stream, err: Exception) -> None:
+        """Put the process back as it was before a failed recording, or raise.
+
+        ``torch.cuda.graph``'s exit ends the capture and only then restores the
+        current stream; and ``CUDAGraph.capture_end`` ends the capture and only then
+        tells the allocator to stop serving this thread from the graph's private
+        pool. When the capture was invalidated (a host sync, a pageable copy), ending
+        it raises first: the capture stream stays current and the allocator keeps a
+        capture "underway", so the next ``torch.cuda.empty_cache()`` fails an internal
+        assertion. Undo both; if the stream is still capturing, or the allocator still
+        refuses to empty its cache, the process cannot train on: raise, naming the cause.
+        """
+        def broken(what: str) -> RuntimeError:
+            return RuntimeError(
+                f"recording the CUDA graph failed ({type(err).__name__}: {err}) and {what}: "
+                "this process cannot continue; rerun with the eager step (--fast off, or "
+                "TrainStep(mode='eager')) and report the cause")
+
+        if self._stream is not None and self._stream.is_capturing():
+            raise broken("the capture stream is still capturing") from err
+        torch.cuda.set_stream(stream_before)
+        with contextlib.suppress(RuntimeError):  # raises when capture_end already did it
+            torch._C._cuda_endAllocateToPool(self.device.index, graph.pool())
+        try:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.empty_cache()
+        except RuntimeError as again:
+            raise broken(f"the CUDA state could not be restored ({again})") from err
 
     def _fall_back(self, reason: str) -> None:
         self.mode, self.fallback_reason = "eager", reason
