@@ -31,11 +31,18 @@ directory with checkpoint.pt resumes from it, always, bit-exactly on CPU: the
 checkpoint holds the model, the optimizer (with the method's own state), the
 scheduler, the position in the epoch, the partial training sums and the RNG
 states, and the batch order and augmentations are pure functions of (seed,
-epoch, position) (``benchmarks.data``). SIGTERM or SIGUSR2 ends the current
+epoch, position) (``benchmarks.data``). An unreadable checkpoint is moved aside
+and the previous one (checkpoint.prev.pt) serves; with none readable the cell
+starts over (``RunDir.load_checkpoint``). SIGTERM or SIGUSR2 ends the current
 step, writes a (possibly mid-epoch) checkpoint and raises :class:`Preempted`
 (exit code 75). A non-finite training loss raises :class:`NonFiniteLoss` before
 any checkpoint of the diverged state is written; it, like any other exception,
 leaves error.json (exit code 1) and the previous checkpoint.
+
+One engine per cell: ``train`` holds the run directory's lock (``RunDir.lock``)
+from before its first write to its end; a second engine raises ``LockHeld``
+(exit code 3) and writes nothing. The thread count is pinned to ``--threads``, so
+a cell gives the same numbers wherever it runs on one machine.
 """
 
 from __future__ import annotations
@@ -61,7 +68,7 @@ from .config import FAST_TASKS, ConfigError, TrainConfig, cell_id, default_num_w
 from .data import epoch_batches
 from .fast import DeviceCIFAR, TrainStep, use_tensor_lr
 from .progress import Progress
-from .rundir import RunDir
+from .rundir import RunDir, WriteFailed
 from .tasks import Task, TaskData, get_task
 from .tasks.base import data_seed
 
@@ -354,11 +361,18 @@ class Trainer:
             "position": dataclasses.asdict(self.pos) | {"elapsed_s": self._elapsed()},
             "train_sums": self.sums.cpu(), "rng": rng_state()})
 
-    def _resume(self) -> None:
-        ckpt = self.rundir.load_checkpoint()
+    def _problem(self, ckpt: dict[str, Any]) -> str | None:
+        """Why a loaded checkpoint is not one of this cell's, or None."""
         if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("cell_id") != cell_id(self.cfg):
-            raise RuntimeError(f"{self.rundir.file('checkpoint.pt')} is not a checkpoint of this "
-                               f"cell (format {ckpt.get('format')}, cell {ckpt.get('cell_id')})")
+            return (f"not a checkpoint of this cell (format {ckpt.get('format')}, "
+                    f"cell {ckpt.get('cell_id')})")
+        return None
+
+    def _resume(self) -> None:
+        ckpt = self.rundir.load_checkpoint(self._problem)
+        if ckpt is None:  # none usable (moved aside, recorded): start over
+            self.rundir.truncate_metrics(0)
+            return
         self.model.load_state_dict(ckpt["model"])
         load_optimizer_state(self.optimizer, self.base, ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -514,19 +528,48 @@ class Trainer:
         return result
 
 
+def pin_threads(threads: int) -> dict[str, int]:
+    """Pin torch's intra-op threads (and inter-op threads, where torch still allows it:
+    only before its first parallel work); what is in force, for meta.json."""
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:  # already set, or parallel work already ran in this process
+        pass
+    return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train one cell into ``run_dir(cfg)`` and return result.json's content.
 
-    Raises ConfigError (bad input; nothing written), Preempted (stop signal;
-    checkpoint written), NonFiniteLoss or any other exception (error.json written).
+    Raises ConfigError (bad input, an unwritable runs dir or a damaged result.json;
+    nothing written), LockHeld (another engine holds the cell; nothing written),
+    Preempted (stop signal; checkpoint written), WriteFailed (a write failed;
+    error.json written when it still can be), NonFiniteLoss or any other exception
+    (error.json written).
     """
     rundir = RunDir(run_dir(cfg))
-    if rundir.is_done():
+    done = rundir.finished_result()
+    if done is not None:
         print(f"{rundir.path}: already done (result.json exists); nothing to train", flush=True)
-        return rundir.read_result()
+        return done
+    existed = rundir.existing_ancestor()
+    rundir.check_writable()
     rundir.check_config(cfg)
+    try:
+        with rundir.lock():
+            rundir.remove_temporaries()  # of writes a killed run left behind
+            done = rundir.finished_result()  # finished while we waited for the lock
+            return done if done is not None else _train_locked(cfg, rundir)
+    except ConfigError:
+        rundir.remove_empty(upto=existed)  # bad input (missing or damaged data) leaves no trace
+        raise
+
+
+def _train_locked(cfg: TrainConfig, rundir: RunDir) -> dict[str, Any]:
     task = get_task(cfg.task)
     device = resolve_device(cfg.device)
+    threads = pin_threads(cfg.threads)
     # One try from loading on: a ConfigError (missing data, a batch larger than the
     # data) is bad input and writes nothing; any other failure, a corrupt data file
     # included, is a failure and leaves error.json, as exit code 1 promises.
@@ -536,7 +579,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
-        rundir.begin(cfg, device, data.record)
+        rundir.begin(cfg, device, data.record, threads=threads, **data.meta)
         print(f"run directory: {rundir.path}", flush=True)
         with StopSignals() as stop:
             return Trainer(cfg, task, data, device, rundir, stop).run()
@@ -544,6 +587,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raise
     except NonFiniteLoss as err:
         rundir.write_error(err, step=err.step, loss=err.loss)
+        raise
+    except WriteFailed as err:
+        try:  # the disk may still take a small file (or the failure was elsewhere)
+            rundir.write_error(err, file=str(err.path), errno=err.errno)
+        except WriteFailed:
+            pass
         raise
     except Exception as err:
         rundir.write_error(err)

@@ -126,6 +126,7 @@ def render(experiment: Any, runs_dir: Path | None, out: Path, metric: str,
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from benchmarks.experiments import get
+    from benchmarks.rundir import check_writable
 
     try:
         experiment = get(args.experiment, args.experiments_module)
@@ -137,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         given = "--runs-dir" if args.runs_dir else ("$VASSO_RUNS" if os.environ.get("VASSO_RUNS") else "the default")
         print(f"python -m results: error: runs dir {runs_dir} ({given}) does not exist; pass --runs-dir "
               "with the folder that holds the runs (`python -m slurm launch` writes them)", file=sys.stderr)
+        return 2
+    try:  # before reading a single run: an unwritable --out is bad input, not a traceback
+        check_writable(args.out, "--out")
+    except ValueError as exc:  # a ConfigError
+        print(f"python -m results: error: {exc}", file=sys.stderr)
         return 2
     try:
         written, problems = render(experiment, runs_dir, args.out, args.metric, args.overwrite_empty)

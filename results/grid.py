@@ -28,6 +28,7 @@ from pathlib import Path
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from benchmarks.rundir import SWEEP
 from benchmarks.runstate import read_jobs, scheduler_queue
 
 from .reference import ReferenceTable, ReferenceValue
@@ -189,10 +190,10 @@ def collect(
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     root = resolve_runs_dir(runs_dir)
     references = references if references is not None else ReferenceTable.load()
-    if slurm_jobs is None:  # ask squeue once for the whole table, not once per directory
-        slurm_jobs = scheduler_queue() or {}
+    if slurm_jobs is None:  # ask squeue once for the whole table (None: no scheduler answers)
+        slurm_jobs = scheduler_queue()
     # Submitted but not yet started, a Slurm cell is known only to slurm/'s ledger.
-    submitted = read_jobs(root / experiment.name / ".sweep") if slurm_jobs else {}
+    submitted = read_jobs(root / experiment.name / SWEEP) if slurm_jobs else {}
 
     groups: dict[str, Group] = {}
     seen: set[Path] = set()

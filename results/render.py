@@ -159,7 +159,7 @@ def not_in_table(grid: Grid) -> list[str]:
             if run.state == "done":
                 continue
             seed = getattr(run.cfg, "seed", "?")
-            state = run.state if run.state != "missing" else "not launched"
+            state = run.state
             if run.error:
                 state += f" ({run.error})"
             lines.append(f"{where} · seed {seed}: {state} — {run.path}")

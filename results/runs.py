@@ -6,19 +6,9 @@ JSON at all. Everything here turns such damage into a `Problem` that names the
 file and says what was wrong, and never into an exception or a number that
 was not measured.
 
-States (the same words `slurm/` uses, see docs/CONTRACTS.md):
-
-    done      result.json holds a finite test accuracy for the chosen metric
-    failed    error.json, no result.json, no live holder
-    running   a live job holds the directory (a `.running` lock with a live pid,
-              or a Slurm job that `squeue` lists as running: the last one of
-              meta.json, or the last one the sweep's ledger submitted for the cell)
-    pending   held, not started yet (the lock says "pending", or Slurm queues the job;
-              a queued job has written nothing yet, so only the ledger knows it)
-    stopped   started (config.json or a checkpoint), neither finished nor held
-    missing   never launched (no directory, or an empty one)
-    invalid   a file that should decide the state is unreadable, or config.json
-              describes another cell than the one expected there
+States: `benchmarks.runstate.classify` decides them, the same classifier `slurm/`
+calls, so the table and `python -m slurm status` always agree (done, running,
+pending, failed, stopped, not launched, invalid with its reason; see that module).
 """
 
 from __future__ import annotations
@@ -30,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.runstate import live_lock
+from benchmarks.rundir import METRICS as METRICS_FILE
+from benchmarks.runstate import DONE, FAILED, INVALID, Holders, classify
 
 METRICS = ("final", "best")
-STATES = ("done", "failed", "running", "pending", "stopped", "missing", "invalid")
 
 
 @dataclass(frozen=True)
@@ -60,42 +50,6 @@ class Run:
     problems: list[Problem] = field(default_factory=list)
 
 
-def read_json(path: Path) -> tuple[Any, Problem | None]:
-    """The parsed content of `path`, or (None, Problem) when it cannot be read or parsed."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        return None, Problem(path, f"unreadable ({exc.strerror or exc}); skipped")
-    except UnicodeDecodeError:
-        return None, Problem(path, "not UTF-8 text; skipped")
-    try:
-        return json.loads(text), None
-    except json.JSONDecodeError as exc:
-        return None, Problem(path, f"not valid JSON ({exc.msg} at line {exc.lineno}); skipped")
-
-
-def _json_normal(value: Any) -> Any:
-    """`value` as it reads back from JSON (tuples become lists, paths strings)."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def config_mismatch(expected: dict[str, Any], found: Any) -> list[str]:
-    """The cell fields on which config.json (`found`) differs from the expected cell.
-
-    Both sides are compared in their JSON form, so a tuple in the config class
-    equals the list that config.json holds.
-    """
-    if not isinstance(found, dict):
-        return ["<config.json is not a JSON object>"]
-    expected = _json_normal(expected)
-    missing = object()
-    return [
-        f"{key}: expected {value!r}, found {found.get(key, '<absent>')!r}"
-        for key, value in expected.items()
-        if found.get(key, missing) != value
-    ]
-
-
 def read_accuracy(result: Any, metric: str) -> float | None:
     """result.json's test accuracy for `metric` ("final" or "best"), or None when absent or not a number."""
     if metric not in METRICS:
@@ -108,54 +62,6 @@ def read_accuracy(result: Any, metric: str) -> float | None:
     return float(value)
 
 
-def _lock_state(path: Path) -> str | None:
-    """"running" or "pending" while a live local process holds the lock, else None."""
-    lock = live_lock(path)
-    if lock is None:
-        return None
-    return "pending" if lock.get("state") == "pending" else "running"
-
-
-def _holder_state(path: Path, slurm_jobs: Mapping[str, str], submitted: str | None) -> str | None:
-    """"running" or "pending" while a live local process or Slurm job holds `path`, else None.
-
-    `submitted`: the last Slurm job the sweep's ledger submitted for this cell.
-    """
-    state = _lock_state(path)
-    if state is not None or not slurm_jobs:
-        return state
-    meta, _ = read_json(path / "meta.json")
-    job_ids = meta.get("slurm_job_ids") if isinstance(meta, dict) else None
-    # The last id of meta.json is the job that worked on the cell most recently;
-    # the ledger's may be newer still, queued and not yet started.
-    candidates = [str(job_ids[-1])] if isinstance(job_ids, list) and job_ids else []
-    candidates += [submitted] if submitted else []
-    scheduled = [slurm_jobs[job] for job in candidates if job in slurm_jobs]
-    if not scheduled:
-        return None
-    return "running" if any(s in ("RUNNING", "COMPLETING") for s in scheduled) else "pending"
-
-
-def _error_summary(error: Any) -> str:
-    if not isinstance(error, dict):
-        return "error.json holds no error object"
-    kind, message = error.get("type"), error.get("message")
-    line = f"{kind}: {message}" if kind and message else str(kind or message or "unknown error")
-    line = " ".join(line.split())  # tracebacks and messages may span lines
-    return line if len(line) <= 120 else line[:117] + "..."
-
-
-def _checked_config(path: Path, expected_fields: dict[str, Any]) -> Problem | None:
-    """None when config.json describes the expected cell, else what is wrong with it."""
-    config, problem = read_json(path / "config.json")
-    if problem is not None:
-        return problem
-    mismatch = config_mismatch(expected_fields, config)
-    if mismatch:
-        return Problem(path / "config.json", "describes another cell (" + "; ".join(mismatch) + "); skipped")
-    return None
-
-
 def load_run(
     cfg: Any,
     path: Path,
@@ -166,43 +72,22 @@ def load_run(
 ) -> Run:
     """Classify the run directory `path` that should hold the cell `cfg` (fields `expected_fields`).
 
-    The order follows `slurm/`'s: a result decides; then a live holder (a
-    retried cell still has its old error.json until the engine clears it);
-    then error.json; then any trace of a start. `slurm_jobs`: {job id: state}
-    from `benchmarks.runstate.scheduler_queue()`; `submitted`: the cell's last
-    Slurm job in the sweep's ledger (`benchmarks.runstate.read_jobs`).
+    `slurm_jobs`: {job id: state} from `benchmarks.runstate.scheduler_queue()` (None when
+    no scheduler answers);
+    `submitted`: the cell's last Slurm job in the sweep's ledger (`benchmarks.runstate.read_jobs`).
     """
-    if (path / "result.json").exists():
-        problem = _checked_config(path, expected_fields)
-        if problem is not None:
-            return Run(cfg, path, "invalid", problems=[problem])
-        result, problem = read_json(path / "result.json")
-        if problem is not None:
-            return Run(cfg, path, "invalid", problems=[problem])
-        accuracy = read_accuracy(result, metric)
-        if accuracy is None:
-            message = f'has no finite number at ["{metric}"]["test_acc"]; skipped'
-            return Run(cfg, path, "invalid", problems=[Problem(path / "result.json", message)])
-        return Run(cfg, path, "done", accuracy=accuracy,
-                   accuracies={m: read_accuracy(result, m) for m in METRICS})
-
-    holder = _holder_state(path, slurm_jobs or {}, submitted)
-    if holder is not None:  # a queued cell may not have written config.json yet
-        return Run(cfg, path, holder)
-    if not path.is_dir():
-        return Run(cfg, path, "missing")
-    started = (path / "config.json").exists()
-    if started:
-        problem = _checked_config(path, expected_fields)
-        if problem is not None:
-            return Run(cfg, path, "invalid", problems=[problem])
-    if (path / "error.json").exists():
-        error, problem = read_json(path / "error.json")
-        summary = _error_summary(error) if problem is None else "error.json unreadable"
-        return Run(cfg, path, "failed", error=summary, problems=[problem] if problem else [])
-    if started or (path / "checkpoint.pt").exists():
-        return Run(cfg, path, "stopped")
-    return Run(cfg, path, "missing")  # an empty directory: nothing ran there
+    ledger = {path.name: submitted} if submitted else {}
+    queue = None if slurm_jobs is None else dict(slurm_jobs)  # None: no scheduler answered
+    state = classify(path, expected_fields, Holders(ledger, queue))
+    if state.state == INVALID:
+        damaged = path / state.damaged[0] if len(state.damaged) == 1 else path
+        return Run(cfg, path, INVALID, problems=[Problem(damaged, f"{state.reason}; skipped")])
+    if state.state == DONE:
+        return Run(cfg, path, DONE, accuracy=read_accuracy(state.result, metric),
+                   accuracies={m: read_accuracy(state.result, m) for m in METRICS})
+    if state.state == FAILED:
+        return Run(cfg, path, FAILED, error=state.reason)
+    return Run(cfg, path, state.state)
 
 
 def load_test_curve(path: Path) -> tuple[dict[int, float], list[Problem]]:
@@ -212,7 +97,7 @@ def load_test_curve(path: Path) -> tuple[dict[int, float], list[Problem]]:
     or lacks a numeric epoch or accuracy, is reported and skipped. When an epoch
     was evaluated twice (a resumed run re-evaluating), the later line wins.
     """
-    metrics = path / "metrics.jsonl"
+    metrics = path / METRICS_FILE
     try:
         text = metrics.read_text(encoding="utf-8")
     except FileNotFoundError:

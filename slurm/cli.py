@@ -1,25 +1,28 @@
-"""``python -m slurm plan|launch|status|retry|collect EXPERIMENT``.
+"""``python -m slurm plan|launch|status|retry|collect|repair EXPERIMENT``.
 
 - ``plan``: every cell (id, the fields that vary, its resources, state) and the
   counts per state; submits nothing.
-- ``launch``: submits the cells that are neither done, running nor failed
-  (``retry`` reruns failed ones), grouped per resource class, one job array
-  each; returns without waiting unless ``--wait``.
+- ``launch``: submits the cells that are neither done, running, failed nor
+  invalid (``retry`` reruns failed ones), grouped per resource class, one job
+  array each; returns without waiting unless ``--wait``. It holds the sweep's
+  launch lock while it decides and submits.
 - ``status``: like plan, with the scheduler's job ids.
 - ``retry``: relaunches the failed cells only (error.json; the engine clears it
   when the cell restarts); stopped cells are named with the ``launch`` that
   resumes them.
 - ``collect``: the done cells' final metrics as a compact table
   (``python -m results`` renders the paper's tables).
+- ``repair``: moves the damaged files of invalid cells aside (into the run
+  directory's ``damaged/<time>/``; nothing is deleted), so a launch reruns them.
 
-A runs dir that does not exist is an error for every command but ``launch``
-(which creates it) and its dry run ``plan``. ``launch`` and ``retry`` check that
-every chosen cell's dataset is on disk before starting any.
+Every command names the invalid cells and why they are invalid. A runs dir that
+does not exist is an error for every command but ``launch`` (which creates it) and
+its dry run ``plan``. ``launch`` and ``retry`` check that every chosen cell's
+dataset is on disk before starting any.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -30,7 +33,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.config import ArgumentParser, to_argv
+from benchmarks.config import ArgumentParser, ConfigError, to_argv
+from benchmarks.rundir import WriteFailed
+from benchmarks.runstate import repair
 
 from . import sweep
 from .job import PROJECT_ROOT, CellJob
@@ -43,10 +48,10 @@ from .resources import (
     query_partition,
     resources_for,
 )
-from .sweep import ACTIVE, DONE, FAILED, STOPPED, CellStatus, SweepError
+from .sweep import ACTIVE, DONE, FAILED, INVALID, STOPPED, CellStatus, SweepError
 
 EXECUTORS = ("slurm", "local", "debug")
-COMMANDS = ("plan", "launch", "status", "retry", "collect")
+COMMANDS = ("plan", "launch", "status", "retry", "collect", "repair")
 
 
 def build_parser() -> ArgumentParser:
@@ -90,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMAND_FUNCS[args.command](args)
-    except SweepError as exc:
+    except (SweepError, ConfigError, WriteFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -163,6 +168,11 @@ def _resources(args, cfg) -> Resources:
 
 
 def _check_resource_args(args) -> None:
+    # Parsed here, before the launch takes its lock: bad input writes nothing.
+    if args.time:
+        parse_minutes(args.time)
+    if args.mem:
+        parse_mem_gb(args.mem)
     for name in ("gpus", "cpus", "array_parallelism", "signal_delay", "parallel", "max_requeues"):
         value = getattr(args, name)
         least = 0 if name in ("gpus", "signal_delay", "max_requeues") else 1
@@ -197,6 +207,18 @@ def _print_states(experiment, statuses: list[CellStatus], with_jobs: bool, resou
     # The recipe every cell shares (docs/recipe.md for the paper's), which the table omits.
     shared = sweep.shared_settings(list(experiment.cells))
     print("every cell: " + " ".join(f"{k}={v}" for k, v in shared.items()))
+    _report_invalid(experiment, statuses)
+
+
+def _report_invalid(experiment, statuses: list[CellStatus]) -> None:
+    """Name every invalid cell and its reason (on stderr), and the command that repairs them."""
+    invalid = [s for s in statuses if s.state == INVALID]
+    for s in invalid:
+        print(f"invalid: {s.path}: {s.reason}", file=sys.stderr)
+    if invalid:
+        print(f"{len(invalid)} invalid cell(s) are left alone: `python -m slurm repair "
+              f"{experiment.name}` moves their damaged files aside so that a launch reruns them",
+              file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- commands
@@ -225,7 +247,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_launch(args) -> int:
-    return _launch(args, want=lambda s: s.state not in (DONE, FAILED, *ACTIVE))
+    return _launch(args, want=lambda s: s.state not in (DONE, FAILED, INVALID, *ACTIVE))
 
 
 def cmd_retry(args) -> int:
@@ -240,21 +262,39 @@ def cmd_collect(args) -> int:
     for s in statuses:
         if s.state != DONE:
             continue
-        try:
-            result = json.loads((s.path / "result.json").read_text())
-            final, best = result["final"], result["best"]
-            rows.append([
-                s.cell, *(getattr(s.cfg, f) for f in fields),
-                f"{final['test_acc']:.2f}", f"{final['test_loss']:.4f}",
-                f"{best['test_acc']:.2f}", str(best["epoch"]), f"{result.get('time_s', 0):.0f}",
-            ])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            print(f"skipped {s.path / 'result.json'}: unreadable ({exc})", file=sys.stderr)
+        result = s.detail.result  # validated by the classifier: finite final and best test_acc
+        final, best = result["final"], result["best"]
+        rows.append([
+            s.cell, *(getattr(s.cfg, f) for f in fields),
+            f"{final['test_acc']:.2f}", _number(final.get("test_loss"), ".4f"),
+            f"{best['test_acc']:.2f}", str(best.get("epoch", "")), _number(result.get("time_s"), ".0f"),
+        ])
     headers = ["cell", *fields, "test_acc", "test_loss", "best_acc", "best_epoch", "time_s"]
     print(f"{experiment.name}: {len(rows)} of {len(statuses)} cells done (final test metrics; "
           f"`python -m results {experiment.name}` renders the table)")
     if rows:
         print(_table(headers, rows))
+    _report_invalid(experiment, statuses)
+    return 0
+
+
+def _number(value, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
+
+
+def cmd_repair(args) -> int:
+    experiment, cells = _select(args)
+    statuses = sweep.cell_states(cells, experiment.name, sweep.scheduler_queue())
+    repaired = 0
+    for s in statuses:
+        if s.state != INVALID:
+            continue
+        moved = repair(s.path, s.detail)
+        if moved is not None:
+            repaired += 1
+            print(f"{s.cell}: {s.reason}; moved {', '.join(s.detail.damaged)} to {moved}")
+    print(f"{experiment.name}: {repaired} invalid cell(s) repaired"
+          + (f"; `python -m slurm launch {experiment.name}` reruns them" if repaired else ""))
     return 0
 
 
@@ -270,6 +310,7 @@ def _launch(args, want) -> int:
     if args.command == "launch" and counts[FAILED]:
         print(f"{counts[FAILED]} failed cell(s) left alone: "
               f"`python -m slurm retry {experiment.name}{_same_options(args)}` reruns them")
+    _report_invalid(experiment, statuses)
     fields = sweep.varying_fields(list(experiment.cells))
     stopped = [s for s in statuses if s.state == STOPPED]
     if args.command == "retry" and stopped:
@@ -279,22 +320,34 @@ def _launch(args, want) -> int:
         for s in stopped:
             print(f"  {s.cell}  {_label(s, fields)}  stopped")
     if not chosen:
-        shown = counts if args.command == "retry" else {k: n for k, n in counts.items() if k in (DONE, FAILED, *ACTIVE)}
-        summary = ", ".join(f"{n} {state}" for state, n in shown.items() if n)
-        print(f"{experiment.name}: nothing to {args.command} ({summary or 'no cells'})")
-        return 0
+        return _nothing_to(args, experiment, counts)
     _check_data(chosen)
-    classes: dict[Resources, list[CellStatus]] = defaultdict(list)
-    for s in chosen:
-        classes[_resources(args, s.cfg)].append(s)
-    launchers = {"slurm": _submit_slurm, "local": _run_local, "debug": _run_debug}
-    code = launchers[executor](args, experiment, classes, fields)
+    # One launch at a time decides and submits: the states are read again under the
+    # sweep's lock, so a concurrent launch that took these cells meanwhile is seen.
+    with sweep.launch_lock(sweep.sweep_dir(cells, experiment.name)) as release:
+        statuses = sweep.cell_states(cells, experiment.name, sweep.scheduler_queue())
+        chosen = [s for s in statuses if want(s)]
+        if not chosen:
+            return _nothing_to(args, experiment, sweep.count_states(statuses))
+        classes: dict[Resources, list[CellStatus]] = defaultdict(list)
+        for s in chosen:
+            classes[_resources(args, s.cfg)].append(s)
+        launchers = {"slurm": _submit_slurm, "local": _run_local, "debug": _run_debug}
+        code = launchers[executor](args, experiment, classes, fields, release)
     if args.wait and executor == "slurm":
         code = _wait_for(experiment, [s.cfg for s in chosen])
     return code
 
 
-def _submit_slurm(args, experiment, classes, fields) -> int:
+def _nothing_to(args, experiment, counts: dict[str, int]) -> int:
+    left = (DONE, FAILED, INVALID, *ACTIVE)
+    shown = counts if args.command == "retry" else {k: n for k, n in counts.items() if k in left}
+    summary = ", ".join(f"{n} {state}" for state, n in shown.items() if n)
+    print(f"{experiment.name}: nothing to {args.command} ({summary or 'no cells'})")
+    return 0
+
+
+def _submit_slurm(args, experiment, classes, fields, release) -> int:
     import submitit  # imported here: plan/status/collect do not need it
 
     # Every check happens before the first submission: all or nothing.
@@ -330,7 +383,8 @@ def _submit_slurm(args, experiment, classes, fields) -> int:
             params["gpus_per_node"] = res.gpus
         executor.update_parameters(**params)
         with executor.batch():
-            jobs = [executor.submit(CellJob(to_argv(s.cfg), str(s.path))) for s in group]
+            jobs = [executor.submit(CellJob(to_argv(s.cfg), str(s.path), threads=s.cfg.threads))
+                    for s in group]
         ids = {s.cell: job.job_id for s, job in zip(group, jobs)}
         sweep.record_jobs(folder, "slurm", ids)
         submitted.update(ids)
@@ -346,20 +400,20 @@ def _local_cells(classes, fields) -> tuple[list[LocalCell], int]:
     """The local runner's cells, and the most CPUs any of them asks for
     (which sizes the default parallelism)."""
     cells = [
-        LocalCell(s.cell, _label(s, fields), to_argv(s.cfg), str(s.path), threads=res.cpus)
+        LocalCell(s.cell, _label(s, fields), to_argv(s.cfg), str(s.path), threads=s.cfg.threads)
         for res, group in classes.items() for s in group
     ]
     return cells, max(res.cpus for res in classes)
 
 
-def _run_local(args, experiment, classes, fields) -> int:
+def _run_local(args, experiment, classes, fields, release) -> int:
     cells, most_cpus = _local_cells(classes, fields)
     parallel = args.parallel or max(1, (os.cpu_count() or 1) // most_cpus)
     folder = sweep.sweep_dir([s.cfg for group in classes.values() for s in group], experiment.name)
     log_dir = folder / "logs"
     if args.wait:
         print(f"running {len(cells)} cell(s), {parallel} at a time; logs in {log_dir}")
-        codes = run_cells(cells, parallel, log_dir)
+        codes = run_cells(cells, parallel, log_dir, on_claimed=release)
         failed = [c for c, rc in codes.items() if rc != 0]
         print(f"{len(codes) - len(failed)} of {len(cells)} cell(s) finished"
               + (f"; not done: {', '.join(failed)}" if failed else ""))
@@ -393,9 +447,10 @@ def _run_local(args, experiment, classes, fields) -> int:
     return 0
 
 
-def _run_debug(args, experiment, classes, fields) -> int:
+def _run_debug(args, experiment, classes, fields, release) -> int:
     from benchmarks.engine import train  # in-process: breakpoints and pdb work
 
+    release()  # each cell takes its own lock as it trains
     for group in classes.values():
         for s in group:
             print(f"debug: training {s.cell} ({_label(s, fields)}) in-process")
@@ -420,4 +475,5 @@ COMMAND_FUNCS = {
     "launch": cmd_launch,
     "retry": cmd_retry,
     "collect": cmd_collect,
+    "repair": cmd_repair,
 }

@@ -24,7 +24,6 @@ job, submitit's parent ignores it, the child checkpoints and exits 75, and
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -34,9 +33,10 @@ from pathlib import Path
 
 import submitit
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from benchmarks import rundir
+from benchmarks.__main__ import EXIT_BAD_INPUT, EXIT_BUSY, EXIT_DONE, EXIT_FAILED, EXIT_PREEMPTED
 
-EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PREEMPTED = 0, 1, 2, 75
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def engine_command(argv: list[str], python: str | None = None) -> list[str]:
@@ -51,9 +51,9 @@ def engine_env(threads: int | None = None) -> dict[str, str]:
         p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
     )
     if threads is not None:
-        # One cell per CPU slot: without this each child would start one
-        # intra-op thread per core and the parallel cells would fight for them.
-        env.setdefault("OMP_NUM_THREADS", str(threads))
+        # The engine pins torch's threads to its --threads itself; OpenMP users other
+        # than torch get the same number, whatever the executor or Slurm set.
+        env["OMP_NUM_THREADS"] = str(threads)
     return env
 
 
@@ -82,22 +82,15 @@ def record_crash(run_dir: str | Path, rc: int, where: str, log: Path | None = No
     writes nothing; its message is taken from ``log`` after ``offset``), or a crash
     before its error handling, a kill. The engine moves error.json aside when it
     restarts."""
-    run_dir = Path(run_dir)
-    error = run_dir / "error.json"
-    if not error.exists():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        rejected = bad_input_message(log, offset) if rc == EXIT_BAD_INPUT and log is not None else None
-        if rejected is not None:
-            info = {"type": "BadInput", "exit_code": rc, "written_by": "slurm",
-                    "message": f"{rejected} (the engine's output: {where})"}
-        else:
-            info = {"type": "EngineDied", "exit_code": rc, "written_by": "slurm",
-                    "message": f"`python -m benchmarks` exited with code {rc} without writing error.json; "
-                               f"its output is in {where}"}
-        tmp = run_dir / f".error.json.tmp{os.getpid()}"
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
-        os.replace(tmp, error)
-    return error
+    rejected = bad_input_message(log, offset) if rc == EXIT_BAD_INPUT and log is not None else None
+    if rejected is not None:
+        info = {"type": "BadInput", "exit_code": rc, "written_by": "slurm",
+                "message": f"{rejected} (the engine's output: {where})"}
+    else:
+        info = {"type": "EngineDied", "exit_code": rc, "written_by": "slurm",
+                "message": f"`python -m benchmarks` exited with code {rc} without writing "
+                           f"{rundir.ERROR}; its output is in {where}"}
+    return rundir.write_crash(Path(run_dir), info)
 
 
 def _submitit_stderr() -> Path | None:
@@ -122,11 +115,15 @@ class CellJob(submitit.helpers.Checkpointable):
         grace_s: how long :meth:`checkpoint` waits for the child to checkpoint
             and exit before it kills it (the last epoch checkpoint then serves).
         poll_s: how often the supervisor looks at the child.
+        threads: the cell's ``--threads``, given to the child as OMP_NUM_THREADS too
+            (Slurm would set it to the job's CPU count).
     """
 
-    def __init__(self, argv: list[str], run_dir: str, grace_s: float = 60.0, poll_s: float = 0.5):
+    def __init__(self, argv: list[str], run_dir: str, grace_s: float = 60.0, poll_s: float = 0.5,
+                 threads: int | None = None):
         self.argv = list(argv)
         self.run_dir = str(run_dir)
+        self.threads = threads
         self.grace_s = grace_s
         self.poll_s = poll_s
         self._proc: subprocess.Popen | None = None
@@ -147,7 +144,8 @@ class CellJob(submitit.helpers.Checkpointable):
         self._log = _submitit_stderr()
         # The child appends to the job's log: its own output starts here.
         self._log_offset = self._log.stat().st_size if self._log is not None and self._log.exists() else 0
-        self._proc = subprocess.Popen(engine_command(self.argv), env=engine_env())
+        self._proc = subprocess.Popen(engine_command(self.argv),
+                                      env=engine_env(getattr(self, "threads", None)))
         # Poll rather than Popen.wait(): submitit's signal handler runs in this
         # thread and calls checkpoint(), which must be able to reap the child
         # while this frame is suspended (Popen.wait would hold its lock).
@@ -192,25 +190,26 @@ class CellJob(submitit.helpers.Checkpointable):
     def _outcome(self, rc: int) -> dict | None:
         run_dir = Path(self.run_dir)
         if rc == EXIT_DONE:
-            result = run_dir / "result.json"
-            if not result.is_file():
-                raise CellFailed(f"the engine exited 0 but wrote no {result}")
-            return json.loads(result.read_text())
+            try:
+                result = rundir.RunDir(run_dir).finished_result()
+            except ValueError as exc:  # a damaged result.json (ConfigError)
+                raise CellFailed(str(exc)) from None
+            if result is None:
+                raise CellFailed(f"the engine exited 0 but wrote no {run_dir / rundir.RESULT}")
+            return result
         if rc == EXIT_PREEMPTED:
             # Stopped by a signal that did not reach this supervisor (scontrol
             # requeue): the checkpoint is on disk and Slurm relaunches the job.
             return None
+        if rc == EXIT_BUSY:  # the cell is another engine's: nothing was written, nothing to record
+            raise CellFailed(f"another engine holds {run_dir}; this job did nothing")
         log = self._log
         # A no-op when the engine wrote error.json itself.
         record_crash(run_dir, rc, str(log or "this job's submitit log"), log, self._log_offset)
         if rc == EXIT_FAILED:
-            error = run_dir / "error.json"
-            detail = ""
-            try:
-                info = json.loads(error.read_text())
-                detail = f": {info.get('type', '')}: {info.get('message', '')}"
-            except (OSError, ValueError):
-                pass
+            error = run_dir / rundir.ERROR
+            info, _ = rundir.try_read_json(error)
+            detail = f": {info.get('type', '')}: {info.get('message', '')}" if isinstance(info, dict) else ""
             raise CellFailed(f"cell failed (see {error}){detail}")
         if rc == EXIT_BAD_INPUT:
             reason = bad_input_message(log, self._log_offset) if log else None

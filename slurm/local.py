@@ -3,11 +3,11 @@
 ``launch --executor local`` starts this module detached (``python -m
 slurm.local SPEC --claimed-fd N``) and returns once the runner has claimed
 every cell; ``--wait`` runs the same loop in the foreground. Each cell's run
-directory holds a ``.running`` lock (pid, host, state) while this runner owns
-it, so ``plan`` shows it as pending or running and a second ``launch`` leaves
-it alone; a lock whose pid is dead is stale. Only the runner writes locks: the
-launcher waits on a pipe for its claimed line instead of claiming for it, so
-no lock the runner has moved on (pending -> running) is ever written back.
+directory holds the runner's ``.claim`` (host, pid) until its engine has
+exited, so ``plan`` shows it as pending and a second ``launch`` leaves it
+alone; the engine itself holds the cell's ``.lock`` while it trains (the cell
+is then running). A claim whose process is gone is stale. Only the runner
+writes claims: the launcher waits on a pipe for its claimed line.
 On SIGTERM or Ctrl-C the runner sends SIGTERM to its children, which
 checkpoint and exit 75; the cells are then ``stopped`` and resume on the next
 launch.
@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .job import EXIT_DONE, EXIT_FAILED, EXIT_PREEMPTED, engine_command, engine_env, record_crash
-from .sweep import PENDING, RUNNING, remove_lock, write_lock
+from .job import EXIT_BUSY, EXIT_DONE, EXIT_FAILED, EXIT_PREEMPTED, engine_command, engine_env, record_crash
+from .sweep import claim as claim_cell
+from .sweep import unclaim
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class LocalCell:
     label: str  # what varies, for progress lines
     argv: list[str]  # the engine's arguments
     run_dir: str
-    threads: int = 1
+    threads: int = 1  # the engine's --threads (also its OMP_NUM_THREADS)
 
 
 def write_spec(path: Path, cells: Sequence[LocalCell], parallel: int, log_dir: Path) -> None:
@@ -54,10 +55,9 @@ def read_spec(path: Path) -> tuple[list[LocalCell], int, Path]:
 CLAIMED = b"claimed\n"
 
 
-def claim(cells: Sequence[LocalCell], owner_pid: int) -> None:
-    """Mark every cell as pending under ``owner_pid`` (the runner)."""
-    for c in cells:
-        write_lock(Path(c.run_dir), owner_pid, PENDING)
+def claim(cells: Sequence[LocalCell], owner_pid: int) -> dict[str, dict]:
+    """Mark every cell as pending under ``owner_pid`` (the runner); the claims by cell id."""
+    return {c.cell: claim_cell(Path(c.run_dir), owner_pid) for c in cells}
 
 
 def run_cells(
@@ -76,8 +76,7 @@ def run_cells(
     if parallel < 1:
         raise ValueError(f"parallel must be at least 1, got {parallel}")
     log_dir.mkdir(parents=True, exist_ok=True)
-    me = os.getpid()
-    claim(cells, me)
+    claims = claim(cells, os.getpid())
     if on_claimed is not None:
         on_claimed()
     queue = list(cells)
@@ -101,7 +100,6 @@ def run_cells(
                         # reach the engines; the runner stops them with SIGTERM.
                         start_new_session=True,
                     )
-                write_lock(Path(c.run_dir), proc.pid, RUNNING)
                 running[c.cell] = (c, proc, time.monotonic())
                 say(f"[{len(codes)}/{total}] started {c.cell} ({c.label})")
             for cid, (c, proc, started) in list(running.items()):
@@ -110,10 +108,10 @@ def run_cells(
                     continue
                 del running[cid]
                 codes[cid] = rc
-                if rc not in (EXIT_DONE, EXIT_PREEMPTED):
+                if rc not in (EXIT_DONE, EXIT_PREEMPTED, EXIT_BUSY):
                     log = log_dir / f"{cid}.log"
                     record_crash(c.run_dir, rc, str(log), log, offsets[cid])
-                remove_lock(Path(c.run_dir))
+                unclaim(Path(c.run_dir), claims[cid])
                 say(
                     f"[{len(codes)}/{total}] {_outcome(rc)} {c.cell} ({c.label}) "
                     f"in {time.monotonic() - started:.0f} s"
@@ -131,16 +129,17 @@ def run_cells(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 codes[c.cell] = proc.wait()
-            remove_lock(Path(c.run_dir))
+            unclaim(Path(c.run_dir), claims[c.cell])
         for c in queue:
-            remove_lock(Path(c.run_dir), pid=me)
+            unclaim(Path(c.run_dir), claims[c.cell])
     if stop.requested:
         say(f"stopped by signal: {len(running)} cell(s) checkpointed, {len(queue)} not started")
     return codes
 
 
 def _outcome(rc: int) -> str:
-    return {EXIT_DONE: "done", EXIT_FAILED: "FAILED", EXIT_PREEMPTED: "stopped"}.get(rc, f"exit {rc}")
+    return {EXIT_DONE: "done", EXIT_FAILED: "FAILED", EXIT_PREEMPTED: "stopped",
+            EXIT_BUSY: "busy (another engine holds it)"}.get(rc, f"exit {rc}")
 
 
 class _StopFlag:

@@ -1,26 +1,19 @@
 """Cells of an experiment and their states, read from run directories.
 
-States (shared with ``results``; see docs/CONTRACTS.md):
-
-- ``done``: result.json exists.
-- ``running`` / ``pending``: a live job holds the cell: the scheduler lists its
-  job (running, or waiting in the queue), or a local ``.running`` lock names a
-  live process.
-- ``failed``: error.json exists, no result.json, no live job.
-- ``stopped``: the cell started (config.json or checkpoint.pt) but nothing runs it.
-- ``not launched``: nothing on disk.
-
-The sweep keeps its own files beside the run directories, under
-``<runs_dir>/<experiment>/.sweep/``: ``jobs.jsonl`` (which job was submitted for
-which cell), submitit's folder, and the local runner's logs.
+A cell's state (done, running, pending, failed, stopped, not launched, invalid) comes
+from :func:`benchmarks.runstate.classify`, the one classifier ``results`` calls too;
+docs/sweeps.md explains each. The sweep keeps its own files beside the run
+directories, under ``<runs_dir>/<experiment>/.sweep/``: ``jobs.jsonl`` (which job
+was submitted for which cell), ``launch.lock`` (held by a launch while it decides
+and submits), submitit's folder, and the local runner's logs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
-import socket
 import time
 import typing
 from collections import defaultdict
@@ -29,15 +22,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from benchmarks import experiments
-from benchmarks.config import TrainConfig, cell_fields, cell_id, run_dir
-# The reading side of the lock, the ledger and the queue, shared with results/.
-from benchmarks.runstate import LEDGER_NAME, LOCK_NAME, live_lock, pid_alive, read_jobs, read_lock, scheduler_queue
-
-DONE, RUNNING, PENDING, FAILED, STOPPED, NOT_LAUNCHED = (
-    "done", "running", "pending", "failed", "stopped", "not launched",
-)
-STATES = (DONE, RUNNING, PENDING, FAILED, STOPPED, NOT_LAUNCHED)
-ACTIVE = (RUNNING, PENDING)
+from benchmarks import rundir
+from benchmarks.config import ConfigError, TrainConfig, cell_fields, cell_id, run_dir
+# The one classifier of a cell's state, shared with results/.
+from benchmarks.runstate import (ACTIVE, DONE, FAILED, INVALID, NOT_LAUNCHED, PENDING, RUNNING,
+                                 STATES, STOPPED, CellState, Holders, classify, read_jobs,
+                                 scheduler_queue)
 
 
 class SweepError(ValueError):
@@ -160,37 +150,68 @@ def shared_settings(cells: Sequence[TrainConfig]) -> dict[str, Any]:
 
 def sweep_dir(cells: Sequence[TrainConfig], experiment: str) -> Path:
     root = Path(cells[0].runs_dir) if cells else Path(os.environ.get("VASSO_RUNS", "runs"))
-    return root / experiment / ".sweep"
+    return root / experiment / rundir.SWEEP
 
 
 def record_jobs(folder: Path, executor: str, submitted: Mapping[str, str]) -> None:
     """Append ``{cell id: job id}`` to the ledger."""
-    folder.mkdir(parents=True, exist_ok=True)
     now = time.strftime("%Y-%m-%dT%H:%M:%S")
-    with open(folder / LEDGER_NAME, "a") as f:
-        for cell, job in submitted.items():
-            f.write(json.dumps({"cell": cell, "job_id": job, "executor": executor, "time": now}) + "\n")
+    with rundir.writing(folder / rundir.LEDGER):
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / rundir.LEDGER, "a") as f:
+            for cell, job in submitted.items():
+                f.write(json.dumps({"cell": cell, "job_id": job, "executor": executor, "time": now}) + "\n")
 
 
-# --------------------------------------------------------------------------- local locks
+@contextlib.contextmanager
+def launch_lock(folder: Path, wait_s: float = 120.0, poll_s: float = 0.5):
+    """Hold ``<sweep folder>/launch.lock`` while a launch decides and submits, so that
+    concurrent launches never submit a cell twice: a second launch waits for the first
+    (at most ``wait_s``), then sees its cells as pending. Yields a function that
+    releases the lock early (once the cells are claimed, before a foreground run).
+    An unwritable folder, or a lock held longer than ``wait_s``, is a SweepError."""
+    try:
+        rundir.check_writable(folder, "the sweep folder")
+    except ConfigError as exc:
+        raise SweepError(str(exc)) from None
+    path, content = folder / rundir.LAUNCH_LOCK, rundir.owner(command="launch")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            rundir.acquire_lock(path, content)
+            break
+        except rundir.LockHeld as held:
+            if time.monotonic() > deadline:
+                raise SweepError(f"another launch holds this sweep: {held}. Wait for it, or "
+                                 "remove that file if its process is gone") from None
+            time.sleep(poll_s)
+        except rundir.WriteFailed as exc:
+            raise SweepError(str(exc)) from None
+
+    def release() -> None:
+        rundir.release_lock(path, content)
+
+    try:
+        yield release
+    finally:
+        release()
 
 
-def write_lock(directory: Path, pid: int, state: str) -> None:
-    """Mark a cell as held by a local process (``state``: running or pending)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f"{LOCK_NAME}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "state": state}))
-    os.replace(tmp, directory / LOCK_NAME)
+# --------------------------------------------------------------------------- local claims
 
 
-def remove_lock(directory: Path, pid: int | None = None) -> None:
-    """Remove the lock (only if ``pid`` still owns it, when given)."""
-    lock = directory / LOCK_NAME
-    if pid is not None:
-        held = read_lock(directory)
-        if held is None or held.get("pid") != pid:
-            return
-    lock.unlink(missing_ok=True)
+def claim(directory: Path, pid: int) -> dict:
+    """Mark a cell as pending under the local runner ``pid`` (the engine it starts takes
+    its own lock, and the cell is then running); returns the claim, for :func:`unclaim`."""
+    content = rundir.owner(pid=pid, process_start=rundir.process_start(pid))
+    with rundir.writing(directory):
+        directory.mkdir(parents=True, exist_ok=True)
+    rundir.atomic_write_json(directory / rundir.CLAIM, content)
+    return content
+
+
+def unclaim(directory: Path, content: dict) -> None:
+    rundir.release_lock(directory / rundir.CLAIM, content)
 
 
 # --------------------------------------------------------------------------- states
@@ -203,33 +224,21 @@ class CellStatus:
     path: Path  # the run directory
     state: str
     job: str | None = None  # the scheduler's job id or the local pid
+    reason: str | None = None  # invalid: what is damaged; failed: the error
+    detail: CellState | None = None
 
 
 def cell_states(cells: Sequence[TrainConfig], experiment: str, queue: dict[str, str] | None = None) -> list[CellStatus]:
-    """The state of every cell (``queue``: from :func:`scheduler_queue`)."""
-    jobs = read_jobs(sweep_dir(cells, experiment)) if cells else {}
+    """The state of every cell (``queue``: from :func:`scheduler_queue`; None: no scheduler)."""
+    if not cells:
+        return []
+    holders = Holders.read(sweep_dir(cells, experiment).parent, queue, ask_scheduler=False)
     out = []
     for cfg in cells:
-        cid, path = cell_id(cfg), run_dir(cfg)
-        state, job = _state(path, jobs.get(cid), queue)
-        out.append(CellStatus(cfg, cid, path, state, job))
+        path = run_dir(cfg)
+        state = classify(path, cell_fields(cfg), holders)
+        out.append(CellStatus(cfg, cell_id(cfg), path, state.state, state.job, state.reason, state))
     return out
-
-
-def _state(path: Path, job: str | None, queue: dict[str, str] | None) -> tuple[str, str | None]:
-    if (path / "result.json").exists():
-        return DONE, None
-    lock = live_lock(path)
-    if lock is not None:
-        return (PENDING if lock.get("state") == PENDING else RUNNING), str(lock.get("pid"))
-    if job is not None and queue is not None and job in queue:
-        scheduled = queue[job].upper()
-        return (RUNNING if scheduled in ("RUNNING", "COMPLETING") else PENDING), job
-    if (path / "error.json").exists():
-        return FAILED, job
-    if (path / "config.json").exists() or (path / "checkpoint.pt").exists():
-        return STOPPED, job
-    return NOT_LAUNCHED, job
 
 
 def count_states(statuses: Iterable[CellStatus]) -> dict[str, int]:

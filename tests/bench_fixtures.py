@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import pickle
+import struct
 import subprocess
 import sys
 
@@ -20,9 +21,28 @@ def _images(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
 
 
+class _Python2Pickler(pickle._Pickler):
+    """Writes text and bytes as Python 2 byte strings (SHORT_BINSTRING / BINSTRING), as the
+    official CIFAR files do (pickled by Python 2, the image array's buffer included): keys
+    read back as bytes under ``encoding="bytes"`` and as text under torchvision's
+    ``encoding="latin1"``."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def _save_py2_str(self, obj: str | bytes) -> None:
+        data = obj.encode("latin1") if isinstance(obj, str) else obj
+        if len(data) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
+        self.memoize(obj)
+
+    dispatch[str] = dispatch[bytes] = _save_py2_str
+
+
 def _dump(path: pathlib.Path, obj: dict) -> None:
     with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=2)
+        _Python2Pickler(f, protocol=2).dump(obj)
 
 
 def write_cifar10(root: pathlib.Path, per_batch: int = 8, num_test: int = 16, seed: int = 0) -> None:

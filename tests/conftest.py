@@ -11,6 +11,11 @@ there a missing or busy cluster fails instead of skipping. The LaTeX test likewi
 takes the ``pdflatex`` fixture (``VASSO_REQUIRE_LATEX=1`` in CI). The only tests CI
 may skip are those that need a CUDA device; their skip reason starts with "needs a
 CUDA device" (``.ci/run`` checks it).
+
+The tiny CIFAR fixtures (tests/bench_fixtures.py) are in the real format but cannot
+match the official md5 checksums, so the whole session opts out of the data check with
+its one switch, ``VASSO_SKIP_DATA_CHECKSUMS=1`` (runs record it in meta.json); the
+tests of the check itself (tests/test_data_integrity.py) turn it back on.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+os.environ["VASSO_SKIP_DATA_CHECKSUMS"] = "1"  # see the module docstring
 
 
 def _slurm_node_state() -> str | None:

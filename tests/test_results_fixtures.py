@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
+from benchmarks import rundir
 from benchmarks.config import TrainConfig, run_dir
 from benchmarks.experiments import Experiment
 
@@ -69,7 +69,7 @@ def write_running(cfg: TrainConfig) -> Path:
     """Held by a live process: this test's own."""
     path = write_config(cfg)
     write_metrics(path, [50.0])
-    (path / ".running").write_text(str(os.getpid()))
+    rundir.acquire_lock(path / rundir.LOCK, rundir.owner())  # the engine's lock, held by this process
     return path
 
 

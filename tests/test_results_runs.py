@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 
 import pytest
 
+from benchmarks import rundir
 from benchmarks.config import cell_id, run_dir
 from benchmarks.experiments import Experiment
 from results.grid import collect, extended_labels
@@ -55,7 +55,7 @@ def test_bad_line_inside_metrics_is_reported_by_number(tmp_path):
         (lambda d: (d / "result.json").write_text('{"final": {"test_acc": NaN}}'), "no finite number"),
         (lambda d: (d / "result.json").write_text('{"final": {"test_loss": 0.1}}'), "no finite number"),
         (lambda d: (d / "config.json").write_text("{not json"), "not valid JSON"),
-        (lambda d: (d / "config.json").unlink(), "unreadable"),
+        (lambda d: (d / "config.json").unlink(), "without config.json"),
     ],
     ids=["result-not-json", "result-nan", "result-no-acc", "config-not-json", "config-absent"],
 )
@@ -94,7 +94,7 @@ def test_directory_without_result_is_stopped_not_counted(tmp_path):
     path = write_config(cells[1])
     write_metrics(path, [40.0, 45.0])
     grid, group = collect_one_group(tmp_path, cells)
-    assert [run.state for run in group.runs] == ["done", "stopped", "missing"]
+    assert [run.state for run in group.runs] == ["done", "stopped", "not launched"]
     assert group.values == [90.0] and group.std is None
     assert "| vasso | 90.00 (1/3) |" in markdown(grid)
 
@@ -102,23 +102,23 @@ def test_directory_without_result_is_stopped_not_counted(tmp_path):
 def test_a_lock_of_a_dead_process_is_not_running(tmp_path):
     [cfg] = three_seeds(tmp_path)[:1]
     path = write_config(cfg)
-    (path / ".running").write_text("999999999")  # no such pid
+    (path / rundir.LOCK).write_text(json.dumps({"pid": 999999999, "host": socket.gethostname()}))  # no such pid
     _, group = collect_one_group(tmp_path, [cfg])
     assert group.runs[0].state == "stopped"
 
 
 def test_slurm_locks_pending_before_config_and_retried_cells(tmp_path):
-    """slurm/ claims a cell (JSON lock, state pending) before the engine writes config.json."""
+    """A local runner claims a cell (pending) before its engine takes the cell's lock and writes config.json."""
     cells = three_seeds(tmp_path)
     pending = run_dir(cells[0])
     pending.mkdir(parents=True)
-    (pending / ".running").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "state": "pending"}))
+    rundir.acquire_lock(pending / rundir.CLAIM, rundir.owner())
     retried = write_config(cells[1])  # failed once, relaunched: error.json stays until the engine clears it
     (retried / "error.json").write_text(json.dumps({"type": "RuntimeError", "message": "old"}))
-    (retried / ".running").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "state": "running"}))
+    rundir.acquire_lock(retried / rundir.LOCK, rundir.owner())
     run_dir(cells[2]).mkdir(parents=True)  # an empty directory: nothing ran there
     grid, group = collect_one_group(tmp_path, cells)
-    assert [run.state for run in group.runs] == ["pending", "running", "missing"]
+    assert [run.state for run in group.runs] == ["pending", "running", "not launched"]
     assert grid.problems == []
     assert "| vasso | running 1/3, pending 1/3 |" in markdown(grid)
 
@@ -179,4 +179,4 @@ def test_a_cell_queued_on_slurm_is_pending_before_its_job_starts(tmp_path):
                               for c, j, e in entries) + '{"cell": "cut')
     grid = collect(Experiment("robust", "r", (queued, retried, local)), runs_dir=tmp_path,
                    slurm_jobs={"50_0": "PENDING", "60_0": "RUNNING", "4242": "RUNNING"})
-    assert [run.state for run in grid.groups[0].runs] == ["pending", "running", "missing"]
+    assert [run.state for run in grid.groups[0].runs] == ["pending", "running", "not launched"]

@@ -4,12 +4,12 @@ engine). Nothing here trains a model or needs a cluster."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
 import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import rundir
 from slurm import cli, job as job_mod, sweep
 from slurm.job import CellFailed, CellJob
 from slurm.resources import Partition, Resources, check_fits, parse_mem_gb, parse_minutes
@@ -50,13 +51,14 @@ def test_plan_shows_states_from_run_directories(capsys, tmp_path):
     done, failed, stopped, locked, stale = (run_dir(c) for c in cells[:5])
     for d in (done, failed, stopped, locked, stale):
         d.mkdir(parents=True)
-    (done / "result.json").write_text("{}")
-    (failed / "error.json").write_text("{}")
-    (stopped / "checkpoint.pt").write_bytes(b"")
-    sweep.write_lock(locked, os.getpid(), sweep.RUNNING)
+    (done / rundir.CONFIG).write_text(json.dumps(dataclasses.asdict(cells[0])))
+    (done / rundir.RESULT).write_text(json.dumps({"final": {"test_acc": 90.0}, "best": {"test_acc": 91.0}}))
+    (failed / rundir.ERROR).write_text("{}")
+    (stopped / rundir.CHECKPOINT).write_bytes(b"")
+    rundir.acquire_lock(locked / rundir.LOCK, rundir.owner())
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    sweep.write_lock(stale, dead.pid, sweep.RUNNING)  # a dead pid: stale
+    rundir.acquire_lock(stale / rundir.LOCK, rundir.owner(pid=dead.pid))  # a dead pid: stale
     code, out, _ = run_cli(capsys, "plan", "demo", "--runs-dir", str(tmp_path))
     assert code == 0
     states = {line.split()[0]: line for line in out.splitlines()[3:18]}
@@ -135,17 +137,6 @@ def test_partition_checks_name_the_limit_and_the_fix():
             check_fits(part, [res])
 
 
-def test_locks_are_live_only_while_their_process_lives(tmp_path):
-    sweep.write_lock(tmp_path, os.getpid(), sweep.PENDING)
-    assert sweep.live_lock(tmp_path)["state"] == "pending"
-    sweep.remove_lock(tmp_path, pid=os.getpid() + 1)  # not the owner: kept
-    assert sweep.read_lock(tmp_path) is not None
-    sweep.remove_lock(tmp_path)
-    assert sweep.read_lock(tmp_path) is None
-    (tmp_path / ".running").write_text(json.dumps({"pid": 1, "host": "elsewhere", "state": "running"}))
-    assert sweep.live_lock(tmp_path) is not None, "a lock from another host cannot be checked: it counts"
-
-
 # --------------------------------------------------------------------------- the job supervisor
 
 FAKE_ENGINE = textwrap.dedent("""
@@ -155,12 +146,12 @@ FAKE_ENGINE = textwrap.dedent("""
         (run / "stopped").write_text(str(signum)); sys.exit(75)
     signal.signal(signal.SIGTERM, stop)
     if mode == "done":
-        (run / "result.json").write_text(json.dumps({"final": {"test_acc": 50.0}})); sys.exit(0)
+        (run / "result.json").write_text(json.dumps({"final": {"test_acc": 50.0}, "best": {"test_acc": 51.0}})); sys.exit(0)
     if mode == "fail":
         (run / "error.json").write_text(json.dumps({"type": "FloatingPointError", "message": "loss is nan"}))
         sys.exit(1)
     if mode == "crash":
-        sys.exit(3)
+        sys.exit(4)
     (run / "ready").write_text("")
     time.sleep(60)
 """)
@@ -175,7 +166,8 @@ def fake_engine(tmp_path, monkeypatch):
 
 
 def test_job_returns_the_result_or_names_error_json(fake_engine):
-    assert CellJob([str(fake_engine), "done"], str(fake_engine), poll_s=0.05)() == {"final": {"test_acc": 50.0}}
+    assert CellJob([str(fake_engine), "done"], str(fake_engine), poll_s=0.05)() == {
+        "final": {"test_acc": 50.0}, "best": {"test_acc": 51.0}}
     with pytest.raises(CellFailed, match=r"error\.json\).*FloatingPointError: loss is nan"):
         CellJob([str(fake_engine), "fail"], str(fake_engine), poll_s=0.05)()
 
@@ -200,10 +192,10 @@ def test_checkpoint_stops_the_child_and_resubmits_the_same_job(fake_engine):
 
 
 def test_an_engine_that_dies_silently_leaves_a_failed_cell(fake_engine):
-    with pytest.raises(CellFailed, match="exit code 3"):
+    with pytest.raises(CellFailed, match="exit code 4"):
         CellJob([str(fake_engine), "crash"], str(fake_engine / "cell"), poll_s=0.05)()
     error = json.loads((fake_engine / "cell" / "error.json").read_text())
-    assert error["exit_code"] == 3 and error["written_by"] == "slurm"
+    assert error["exit_code"] == 4 and error["written_by"] == "slurm"
 
 
 def test_local_launch_leaves_alone_cells_that_a_slurm_job_holds(capsys, tmp_path, monkeypatch):
@@ -223,14 +215,15 @@ def test_local_launch_leaves_alone_cells_that_a_slurm_job_holds(capsys, tmp_path
 
 
 def test_local_parallelism_is_sized_by_the_class_with_most_cpus():
-    """Resources order by GPUs first; the local default must divide the cores by the largest CPU request."""
+    """Resources order by GPUs first; the local default must divide the cores by the largest CPU request.
+    Each engine gets the cell's own --threads, not its class's CPUs (one answer per cell)."""
     from benchmarks.experiments import get
 
     [a, b] = [sweep.CellStatus(cfg, f"cell{i}", Path("/nowhere"), sweep.NOT_LAUNCHED)
               for i, cfg in enumerate(get("demo").cells[:2])]
     classes = {Resources(gpus=1, cpus=1, mem_gb=2, time_min=30): [a], Resources(gpus=0, cpus=4, mem_gb=2, time_min=30): [b]}
     cells, cpus = cli._local_cells(classes, ["seed"])
-    assert cpus == 4 and [c.threads for c in cells] == [1, 4]
+    assert cpus == 4 and [c.threads for c in cells] == [a.cfg.threads, b.cfg.threads] == [1, 1]
 
 
 @pytest.mark.parametrize("command", ["status", "retry", "collect"])
@@ -263,7 +256,7 @@ def test_retry_names_the_stopped_cells_and_the_command_that_resumes_them(capsys,
     (tmp_path / "demo").mkdir()
     stopped = run_dir(cells[3])
     stopped.mkdir()
-    (stopped / "config.json").write_text("{}")
+    (stopped / rundir.CONFIG).write_text(json.dumps(dataclasses.asdict(cells[3])))
     code, out, _ = run_cli(capsys, "retry", "demo", "--runs-dir", str(tmp_path), "--executor", "local")
     assert code == 0
     assert (f"1 stopped cell(s), not retried: `python -m slurm launch demo --executor local --runs-dir {tmp_path}` "

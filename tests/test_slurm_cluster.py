@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +167,59 @@ def test_a_cell_the_engine_rejects_records_the_engines_reason(capsys, sweep_env,
     assert error["type"] == "BadInput", error
     assert error["message"].startswith("--batch-size=4096 exceeds the 1347 training samples (the engine's output: ")
     assert "_log.err" in error["message"], error["message"]
+
+
+def test_a_cell_gives_identical_metrics_locally_directly_and_on_slurm(capsys, tmp_path, slurm_cluster, slurm_node_free):
+    """One answer per cell: the engine pins its threads (--threads, 1 for digits), so a
+    demo-like digits cell run by the local executor, by a bare `python -m benchmarks`
+    (no OMP_NUM_THREADS, as a user types it) and by a Slurm job with two CPUs gives
+    bit-identical metrics."""
+    import dataclasses
+    import os
+    import sys
+
+    from benchmarks.config import run_dir, to_argv
+    from bench_fixtures import read_metrics, read_result
+
+    module = write_experiments(tmp_path, long_epochs=2)  # full digits epochs, batch 32
+    on_slurm, local, direct = tmp_path / "slurm", tmp_path / "local", tmp_path / "direct"
+    code, out = run_cli(capsys, module, on_slurm, "launch", "long", "--time", "5", "--cpus", "2")
+    assert code == 0, out
+    [slurm_cell] = settle(module, on_slurm, "long")
+    assert slurm_cell.state == "done"
+    code = cli.main(["launch", "long", "--executor", "local", "--wait",
+                     "--experiments-module", str(module), "--runs-dir", str(local)])
+    assert code == 0
+    cfg = dataclasses.replace(slurm_cell.cfg, runs_dir=str(direct))
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    subprocess.run([sys.executable, "-m", "benchmarks", *to_argv(cfg)], env=env, check=True,
+                   capture_output=True)
+    runs = [slurm_cell.path, run_dir(dataclasses.replace(cfg, runs_dir=str(local))), run_dir(cfg)]
+    metrics = [read_metrics(r) for r in runs]
+    results = [read_result(r) for r in runs]
+    assert metrics[0] == metrics[1] == metrics[2]
+    assert results[0] == results[1] == results[2]
+    threads = [json.loads((r / "meta.json").read_text())["threads"]["intra_op"] for r in runs]
+    assert threads == [1, 1, 1]
+
+
+def test_concurrent_launches_submit_each_cell_once(tmp_path, slurm_cluster, slurm_node_free):
+    import os
+    import sys
+
+    module, runs = write_experiments(tmp_path), tmp_path / "runs"
+    root = Path(__file__).resolve().parent.parent
+    argv = [sys.executable, "-m", "slurm", "launch", "tiny", "--executor", "slurm", "--time", "5",
+            "--experiments-module", str(module), "--runs-dir", str(runs)]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    launches = [subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=300)[0] for p in launches]
+    assert all(p.returncode == 0 for p in launches), outs
+    assert sum("2 cell(s) submitted" in out for out in outs) == 1, outs
+    ledger = (runs / "tiny" / ".sweep" / "jobs.jsonl").read_text().splitlines()
+    assert len(ledger) == 2, ledger
+    cells = settle(module, runs, "tiny")
+    assert [c.state for c in cells] == ["done", "done"]
+    assert all(len(job_ids(c.path)) == 1 for c in cells)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import rundir
 from benchmarks.config import run_dir
 from slurm import cli, sweep
 
@@ -85,7 +86,7 @@ def test_launch_wait_runs_every_cell_once_and_relaunch_submits_nothing(capsys, s
     states = statuses(module, runs, "tiny")
     assert [s.state for s in states] == ["done", "done"]
     for s in states:
-        assert not (s.path / ".running").exists(), "lock left behind"
+        assert not (s.path / rundir.CLAIM).exists() and not (s.path / rundir.LOCK).exists(), "lock left behind"
         assert metric_epochs(s.path) == [1, 2]
         assert json.loads((s.path / "result.json").read_text())["final"]["epoch"] == 2
     stamps = [(s.path / "result.json").stat().st_mtime_ns for s in states]
@@ -134,7 +135,7 @@ def test_detached_launch_claims_cells_at_once_and_a_stopped_runner_leaves_resuma
     # Stop the runner once the first epoch is on disk: its child checkpoints and exits 75.
     wait_until(lambda: (cell.path / "metrics.jsonl").exists(), 60, "the first evaluation")
     os.kill(runner, signal.SIGTERM)
-    wait_until(lambda: not sweep.pid_alive(runner), 60, "the runner to stop")
+    wait_until(lambda: not rundir.pid_alive(runner), 60, "the runner to stop")
     [cell] = statuses(module, runs, "long")
     assert cell.state == "stopped" and (cell.path / "checkpoint.pt").exists()
     assert not (cell.path / "result.json").exists()
@@ -148,9 +149,8 @@ def test_detached_launch_claims_cells_at_once_and_a_stopped_runner_leaves_resuma
 
 
 def test_detached_launch_never_overwrites_a_lock_the_runner_already_took(capsys, sweep_env, monkeypatch):
-    """The race: the runner starts the cell (lock: running, the engine's pid)
-    before the launching command returns; the launch must not turn it back into
-    pending under the runner's pid."""
+    """The race: the runner starts the cell (the engine takes its lock) before the
+    launching command returns; the cell is then running, under the engine's pid."""
     module, runs = sweep_env
     [cell] = statuses(module, runs, "long")
     real_popen = subprocess.Popen
@@ -159,7 +159,7 @@ def test_detached_launch_never_overwrites_a_lock_the_runner_already_took(capsys,
         runner = real_popen(*args, **kwargs)
         if "slurm.local" not in args[0]:  # squeue and friends
             return runner
-        held = lambda: (sweep.read_lock(cell.path) or {}).get("state") == "running"
+        held = lambda: rundir.read_lock(cell.path / rundir.LOCK) is not None
         wait_until(held, 60, "the runner to start its cell")
         return runner
 
@@ -169,11 +169,13 @@ def test_detached_launch_never_overwrites_a_lock_the_runner_already_took(capsys,
     runner = int(re.search(r"runner \(pid (\d+)\)", out).group(1))
     try:
         assert code == 0, out
-        lock = sweep.read_lock(cell.path)
-        assert lock["state"] == "running" and lock["pid"] != runner, f"the launch overwrote the runner's lock: {lock}"
+        lock = rundir.read_lock(cell.path / rundir.LOCK)
+        [now] = statuses(module, runs, "long")
+        assert now.state == "running" and lock["pid"] != runner, f"not the engine's lock: {lock}"
+        assert rundir.read_lock(cell.path / rundir.CLAIM)["pid"] == runner, "the runner's claim is gone"
     finally:
         os.kill(runner, signal.SIGTERM)
-        wait_until(lambda: not sweep.pid_alive(runner), 60, "the runner to stop")
+        wait_until(lambda: not rundir.pid_alive(runner), 60, "the runner to stop")
 
 
 def test_detached_launch_reports_a_runner_that_dies_before_claiming(capsys, sweep_env, monkeypatch):

@@ -20,7 +20,8 @@ class TaskData:
 
     ``train`` is addressed by ``(index, epoch)`` keys (see ``benchmarks.data``), ``test``
     likewise with epoch 0. ``in_memory`` datasets are fetched in the main process.
-    ``record`` is written to the run directory (e.g. which labels were corrupted).
+    ``record`` is written to the run directory (e.g. which labels were corrupted);
+    ``meta`` joins meta.json (e.g. whether the data files were verified).
     """
 
     train: Dataset
@@ -28,6 +29,7 @@ class TaskData:
     num_classes: int
     in_memory: bool = False
     record: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def data_seed(cfg: TrainConfig, purpose: str) -> int:
