@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install lock test test-fast slurm-up slurm-down bench gpu-check clean-venv
+.PHONY: help install lock test test-fast mutation-test slurm-up slurm-down bench gpu-check clean-venv
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -35,6 +35,9 @@ test: $(STAMP)  ## run the test suite (Slurm tests need `make slurm-up` first)
 
 test-fast: $(STAMP)  ## the tests without the slow and Slurm ones
 	$(PY) -m pytest tests -m "not slow and not slurm"
+
+mutation-test: $(STAMP)  ## put ~60 single bugs into a copy of the tree, one at a time; print the kill rate (~20 min, not in CI)
+	$(PY) scripts/mutation_test.py
 
 slurm-up:  ## start a real single-node Slurm cluster (root; installs slurm-wlm and munge if missing)
 	@bash scripts/slurm-up.sh

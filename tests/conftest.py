@@ -7,7 +7,10 @@ answers. Tests that submit jobs and wait for them also take ``slurm_node_free``:
 on a node busy with other jobs theirs would only queue, so it skips, saying how
 busy the node is, instead of letting them time out. CI always brings its own,
 idle cluster up first (``.ci/run``) and sets ``VASSO_REQUIRE_SLURM=1``, so that
-there a missing or busy cluster fails instead of skipping.
+there a missing or busy cluster fails instead of skipping. The LaTeX test likewise
+takes the ``pdflatex`` fixture (``VASSO_REQUIRE_LATEX=1`` in CI). The only tests CI
+may skip are those that need a CUDA device; their skip reason starts with "needs a
+CUDA device" (``.ci/run`` checks it).
 
 The tiny CIFAR fixtures (tests/bench_fixtures.py) are in the real format but cannot
 match the official md5 checksums, so the whole session opts out of the data check with
@@ -43,10 +46,10 @@ def _slurm_node_state() -> str | None:
     return states[0] if out.returncode == 0 and states else None
 
 
-def skip_or_fail(message: str) -> None:
-    """Skip; but fail where the cluster is required (CI)."""
-    if os.environ.get("VASSO_REQUIRE_SLURM") == "1":
-        pytest.fail(message + " (VASSO_REQUIRE_SLURM=1: the Slurm tests must run here)")
+def skip_or_fail(message: str, switch: str = "VASSO_REQUIRE_SLURM") -> None:
+    """Skip; but fail where the environment variable ``switch`` is 1 (CI)."""
+    if os.environ.get(switch) == "1":
+        pytest.fail(f"{message} ({switch}=1: this test must run here)")
     pytest.skip(message)
 
 
@@ -94,3 +97,13 @@ def slurm_node_free(slurm_cluster) -> None:
         time.sleep(2)
     if reason is not None:
         skip_or_fail(reason)
+
+
+@pytest.fixture(scope="session")
+def pdflatex() -> str:
+    """The pdflatex executable (``bash scripts/install-latex.sh`` installs it)."""
+    path = shutil.which("pdflatex")
+    if path is None:
+        skip_or_fail("pdflatex not installed (bash scripts/install-latex.sh); the LaTeX "
+                     "structure is tested without it", "VASSO_REQUIRE_LATEX")
+    return path

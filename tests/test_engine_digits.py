@@ -105,6 +105,17 @@ def test_non_finite_loss_writes_error_and_keeps_the_previous_checkpoint(tmp_path
     assert [m["epoch"] for m in read_metrics(run)] == [1, 1, 2, 2, 3, 3]
 
 
+def test_non_finite_loss_names_the_first_bad_step_between_two_checks(tmp_path, monkeypatch):
+    # 20 steps per epoch: the loop reads the device flag every 2 steps, so the NaN of
+    # step 4 is found after step 5, which is NaN too; the error names step 4.
+    cfg = tiny(tmp_path, epochs=1, max_steps=20)
+    _poison_after(monkeypatch, good_steps=4)
+    with pytest.raises(NonFiniteLoss) as raised:
+        train(cfg)
+    assert raised.value.step == 4
+    assert json.loads((run_dir(cfg) / "error.json").read_text())["step"] == 4
+
+
 def test_cli_diverging_lr_exits_1_with_error_json(tmp_path):
     cfg = tiny(tmp_path, lr=1e30, epochs=1)
     assert main(to_argv(cfg)) == 1
@@ -150,7 +161,6 @@ def test_init_and_batches_shared_across_optimizers_not_seeds(tmp_path):
 
 @pytest.mark.parametrize("optimizer", ["sam", "asam", "gsam", "vasso"])
 def test_sharpness_aware_optimizers_train(tmp_path, optimizer):
-    pytest.importorskip("vasso")
     sgd = train(tiny(tmp_path, epochs=1))
     cfg = tiny(tmp_path, epochs=1, optimizer=optimizer, rho=0.5 if optimizer == "asam" else 0.05,
                gsam_alpha=0.1 if optimizer == "gsam" else 0.0)

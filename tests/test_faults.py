@@ -67,6 +67,11 @@ def reference(tmp_path_factory) -> Path:
 # --------------------------------------------------------------------------- one classifier
 
 
+def _append(path, text: str) -> None:
+    with open(path, "a") as f:
+        f.write(text)
+
+
 def _done(path: Path, cfg: TrainConfig) -> None:
     path.mkdir(parents=True)
     (path / rundir.CONFIG).write_text(json.dumps(dataclasses.asdict(cfg)))
@@ -103,7 +108,7 @@ DAMAGES = {
     "garbage-config": (lambda p, c: (_started(p, c), (p / rundir.CONFIG).write_text("{")),
                        "invalid", "config.json not valid JSON"),
     "another-cells-config": (_config_of_another_cell, "invalid", "another cell"),
-    "truncated-metrics-line": (lambda p, c: (_done(p, c), open(p / rundir.METRICS, "a").write('{"epoch": 2, "spl')),
+    "truncated-metrics-line": (lambda p, c: (_done(p, c), _append(p / rundir.METRICS, '{"epoch": 2, "spl')),
                                "done", None),
     "zero-byte-checkpoint": (lambda p, c: (_started(p, c), (p / rundir.CHECKPOINT).write_bytes(b"")),
                              "stopped", None),
@@ -286,7 +291,7 @@ def test_two_engine_processes_on_one_cell(tmp_path):
         assert "busy" in second.stderr and f"pid {first.pid}" in second.stderr
     finally:
         first.kill()
-        first.wait()
+        first.communicate()  # reaps it and closes its output pipe
     lock = rundir.read_lock(path / rundir.LOCK)
     assert lock["pid"] == first.pid and not rundir.lock_alive(lock), "a killed engine's lock is stale"
 

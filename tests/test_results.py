@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -117,13 +116,12 @@ def test_latex_rows_are_well_formed(golden):
     assert text.index("\\toprule") < text.index("\\midrule") < text.index("\\bottomrule")
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed; structure is tested above")
-def test_latex_compiles(golden, tmp_path):
+def test_latex_compiles(golden, tmp_path, pdflatex):
     _, grid = golden
     doc = tmp_path / "doc.tex"
     doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n"
                    + latex(grid) + "\\end{document}\n")
-    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+    done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", doc.name],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:]
 

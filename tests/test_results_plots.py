@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from benchmarks.experiments import Experiment, get
 from results.cli import EmptyRendering, build_parser, main, render, tables_with_numbers
 from results.grid import collect
 from results.plots import PALETTE, method_colour, plot_curves, plot_sweep, save
+from bench_fixtures import REPO
 from test_results_fixtures import cifar_cell, golden_experiment, write_done, write_metrics
 
 NO_SLURM: dict[str, str] = {}
@@ -84,6 +88,10 @@ def test_noise_figure_one_line_per_method_over_noise_rates(tmp_path):
     assert list(vasso.get_xdata()) == [25, 50, 75]
     assert [round(y, 6) for y in vasso.get_ydata()] == [85.0, 87.5, 90.0]  # 82 + 10x + mean(0, 1)
     assert to_hex(vasso.get_color()) == PALETTE["vasso"]
+    # Its band is +-1 sample std of seeds 0 and 1: sqrt(1/2) either side of the mean.
+    [band] = [c for c in ax.collections if to_hex(c.get_facecolor()[0]) == PALETTE["vasso"]]
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert (ys.min(), ys.max()) == pytest.approx((85.0 - 0.5**0.5, 90.0 + 0.5**0.5))
 
 
 def test_theta_figure_draws_a_single_theta_method_as_a_level(tmp_path):
@@ -98,8 +106,16 @@ def test_theta_figure_draws_a_single_theta_method_as_a_level(tmp_path):
 
 def test_palette_is_fixed_and_unknown_methods_are_stable():
     assert method_colour("VaSSO") == PALETTE["vasso"]
-    assert method_colour("lookahead") == method_colour("lookahead")  # same colour in every figure
     assert method_colour("lookahead") not in PALETTE.values()
+    # The same colour in every process: figures of one paper are drawn by several runs,
+    # and Python salts str hashes per process (PYTHONHASHSEED).
+    names = ["lookahead", "sgd-nesterov", "adahessian", "lion", "esam"]
+    code = f"from results.plots import method_colour; print([method_colour(n) for n in {names!r}])"
+    for hash_seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(REPO)}
+        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout
+        assert out.strip() == str([method_colour(n) for n in names])
 
 
 def test_save_writes_pdf_and_png(tmp_path):

@@ -7,41 +7,69 @@ import contextlib
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from vasso_reference import METHODS, batch, closure_for, method_kwargs, mlp
+from vasso_reference import METHODS, HostReads, batch, closure_for, method_kwargs, mlp
 
 import vasso
 
 
-def _forbid_host_reads(monkeypatch):
-    def host_read(*args, **kwargs):
-        raise AssertionError("host read inside the step")
+def test_the_guard_sees_every_kind_of_host_read():
+    t = torch.tensor(1.5)
+    reads = (float, int, bool, lambda t: t.item(), lambda t: t.tolist(), lambda t: t.numpy(),
+             lambda t: [0, 1][t.long()])
+    for read in reads:
+        with pytest.raises(AssertionError, match="host read"), HostReads():
+            read(t)
 
-    for attr in ("item", "__bool__", "tolist"):
-        monkeypatch.setattr(torch.Tensor, attr, host_read)
+
+PRECISIONS = ("fp32", "bf16-autocast", "bf16-weights")
 
 
-@pytest.mark.parametrize("schedule", [{}, {"ascent_every": 2}], ids=["every-step", "every-2"])
+def _model_and_closures(precision: str, steps: int):
+    dtype = torch.bfloat16 if precision == "bf16-weights" else torch.float32
+    model = mlp(batchnorm=True, dtype=dtype)
+    autocast = precision == "bf16-autocast"
+
+    def closure_for_step(step):
+        x, y = batch(step, dtype=dtype)
+
+        def closure():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                loss = torch.nn.functional.mse_loss(model(x).float(), y.float())
+            loss.backward()
+            return loss
+
+        return closure
+
+    return model, [closure_for_step(step) for step in range(steps)]
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["foreach", "fused"])
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("schedule", [{}, {"ascent_every": 3}], ids=["every-step", "every-3"])
 @pytest.mark.parametrize("name", METHODS)
-def test_no_host_synchronisation_inside_a_step(name, schedule, monkeypatch):
-    model = mlp(batchnorm=True)
-    base = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
+def test_no_host_synchronisation_inside_a_step(name, schedule, precision, fused):
+    model, closures = _model_and_closures(precision, steps=4)
+    base = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3,
+                           **({"fused": True} if fused else {"foreach": True}))
     opt = getattr(vasso, name)(base, model=model, **method_kwargs(name), **schedule)
-    closures = [closure_for(model, *batch(step)) for step in range(3)]
-    _forbid_host_reads(monkeypatch)
-    for closure in closures:
-        opt.step(closure)
-    monkeypatch.undo()
+    before = [p.detach().clone() for p in model.parameters()]
+    with HostReads():
+        for closure in closures:  # 4 steps: the first allocates state; every-3 skips two
+            opt.step(closure)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(p, b) for p, b in zip(model.parameters(), before))
 
 
-def test_gsam_with_a_tensor_learning_rate_reads_nothing_back(monkeypatch):
+@pytest.mark.parametrize("lr", [0.05, 0.001], ids=["above-lr-min", "below-lr-min"])
+def test_gsam_with_a_tensor_learning_rate_reads_nothing_back(lr):
     model = mlp()
-    base = torch.optim.SGD(model.parameters(), lr=torch.tensor(0.05), momentum=0.9)
-    opt = vasso.GSAM(base, rho=0.1, rho_min=0.01, alpha=0.3)
+    # The fused SGD reads a tensor LR on the device (the foreach one calls .item() on it).
+    base = torch.optim.SGD(model.parameters(), lr=torch.tensor(lr), momentum=0.9, fused=True)
+    opt = vasso.GSAM(base, rho=0.1, rho_min=0.01, alpha=0.3, lr_max=0.05, lr_min=0.002)
     closures = [closure_for(model, *batch(step)) for step in range(2)]
-    _forbid_host_reads(monkeypatch)
-    for closure in closures:
-        opt.step(closure)
+    with HostReads():
+        for closure in closures:
+            opt.step(closure)
 
 
 class OpCounter(TorchDispatchMode):

@@ -97,6 +97,9 @@ def test_gsam_rho_follows_the_learning_rate_and_never_goes_negative():
     base.param_groups[0]["lr"] = torch.tensor(0.075)  # a tensor lr gives a tensor rho
     rho = opt._current_rho()
     assert isinstance(rho, torch.Tensor) and float(rho) == pytest.approx(0.125)
+    base.param_groups[0]["lr"] = torch.tensor(0.0)  # the same clamp on the tensor path
+    rho = opt._current_rho()
+    assert isinstance(rho, torch.Tensor) and float(rho) == 0.0
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -17,24 +17,30 @@ BASES = {
 }
 
 
-def _make(name: str, base: str, seed: int):
+SCHEDULES = {"prob": {"ascent_prob": 0.6, "seed": 5}, "every-3": {"ascent_every": 3}}
+
+
+def _make(name: str, base: str, seed: int, schedule: str = "prob"):
     model = mlp(seed=seed, batchnorm=True)
     opt = getattr(vasso, name)(
-        BASES[base](model.parameters()), model=model, ascent_prob=0.6, seed=5, **method_kwargs(name)
+        BASES[base](model.parameters()), model=model, **SCHEDULES[schedule], **method_kwargs(name)
     )
     return model, opt
 
 
+@pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("base", BASES)
 @pytest.mark.parametrize("name", METHODS)
-def test_resume_continues_bit_for_bit(name, base):
-    n, m = 3, 4
-    model, opt = _make(name, base, seed=0)
+def test_resume_continues_bit_for_bit(name, base, schedule):
+    # Interrupted after 4 steps: mid-cycle for ascent_every=3 (step 4 does not ascend,
+    # step 6 does), so the resumed step counter decides which steps ascend.
+    n, m = 4, 4
+    model, opt = _make(name, base, seed=0, schedule=schedule)
     for step in range(n + m):
         opt.step(closure_for(model, *batch(step)))
     uninterrupted = copy.deepcopy(model.state_dict())
 
-    model, opt = _make(name, base, seed=0)
+    model, opt = _make(name, base, seed=0, schedule=schedule)
     for step in range(n):
         opt.step(closure_for(model, *batch(step)))
     buffer = io.BytesIO()
@@ -42,7 +48,7 @@ def test_resume_continues_bit_for_bit(name, base):
     buffer.seek(0)
     checkpoint = torch.load(buffer, weights_only=True)
 
-    model, opt = _make(name, base, seed=1)  # fresh weights, fresh optimizer
+    model, opt = _make(name, base, seed=1, schedule=schedule)  # fresh weights, fresh optimizer
     model.load_state_dict(checkpoint["model"])
     opt.load_state_dict(checkpoint["optimizer"])
     assert opt.param_groups is opt.base.param_groups  # base.load_state_dict replaced the list

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 def _norm(tensors: list[Tensor]) -> float:
@@ -186,3 +187,35 @@ def method_kwargs(name: str) -> dict:
         "GSAM": {"rho": 0.1, "rho_min": 0.02, "alpha": 0.4},
         "VaSSO": {"rho": 0.1, "theta": 0.4},
     }[name]
+
+
+class HostReads(TorchDispatchMode):
+    """While active, any read of a tensor's value by the host raises AssertionError.
+
+    ``.item()``, ``float()``, ``int()``, ``bool()`` and indexing with a tensor all
+    reach the dispatcher as ``aten._local_scalar_dense`` (``aten.is_nonzero`` on
+    some versions); ``.tolist()`` and ``.numpy()`` of a CPU tensor read its memory
+    without dispatching anything, so they are patched for the duration as well.
+    """
+
+    FORBIDDEN = (torch.ops.aten._local_scalar_dense, torch.ops.aten.is_nonzero)
+    UNDISPATCHED = ("tolist", "numpy")
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in self.FORBIDDEN:
+            raise AssertionError(f"host read inside the step: {func}")
+        return func(*args, **(kwargs or {}))
+
+    def __enter__(self):
+        def host_read(*args, **kwargs):
+            raise AssertionError("host read inside the step: .tolist() / .numpy()")
+
+        self._saved = {name: getattr(Tensor, name) for name in self.UNDISPATCHED}
+        for name in self.UNDISPATCHED:
+            setattr(Tensor, name, host_read)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        for name, method in self._saved.items():
+            setattr(Tensor, name, method)
+        return super().__exit__(*exc)
