@@ -666,7 +666,7 @@ def child_engine_run(ctx: Context, runs: pathlib.Path, stop_at: int | None) -> d
         outcome = {"finished": True, "test_acc": result["final"].get("test_acc")}
     except engine.Preempted:
         outcome = {"finished": False}
-    ckpt = RunDir(run_dir(cfg)).load_checkpoint()
+    ckpt = RunDir(run_dir(cfg)).load_checkpoint(lambda checkpoint: None)  # the newest readable one
     return {**outcome, "recorded": recorded[0], "fallback": fallback,
             "ckpt_steps": ckpt["optimizer"].get("steps"), "pos_step": ckpt["position"]["step"]}
 
