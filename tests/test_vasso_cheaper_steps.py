@@ -8,7 +8,7 @@ import io
 
 import pytest
 import torch
-from vasso_reference import METHODS, HostReads, ReferenceStep, batch, closure_for, method_kwargs, mlp
+from vasso_reference import METHODS, HostReads, ReferenceStep, batch, closure_for, method_kwargs, mlp, two_step
 
 import vasso
 
@@ -26,18 +26,6 @@ def _reference(name: str, model: torch.nn.Module, **kwargs) -> ReferenceStep:
         settings["lr_max"] = 0.05
     return ReferenceStep(list(model.parameters()), _sgd(model), name.lower(), **settings, **kwargs)
 
-
-def _manual_step(opt, model, x, y):
-    """The two-step API, with first_pass() as skip="reuse" requires."""
-    opt.zero_grad()
-    with opt.first_pass():
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-    if opt.first_step():
-        opt.zero_grad()
-        torch.nn.functional.mse_loss(model(x), y).backward()
-    opt.second_step()
-    return loss
 
 
 @pytest.mark.parametrize(
@@ -134,7 +122,7 @@ def test_two_step_api_with_first_pass_equals_the_closure(name):
             for m in models]
     for step in range(5):
         x, y = batch(step)
-        assert torch.equal(opts[0].step(closure_for(models[0], x, y)), _manual_step(opts[1], models[1], x, y))
+        assert torch.equal(opts[0].step(closure_for(models[0], x, y)), two_step(opts[1], models[1], x, y))
     for p, q in zip(models[0].state_dict().values(), models[1].state_dict().values()):
         assert torch.equal(p, q)
     assert opts[0].passes == opts[1].passes == 5 + 3

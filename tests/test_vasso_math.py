@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from vasso_reference import METHODS, ReferenceStep, batch, closure_for, method_kwargs, mlp
+from vasso_reference import METHODS, ReferenceStep, batch, closure_for, method_kwargs, mlp, two_step
 
 import vasso
 
@@ -137,17 +137,6 @@ def test_zero_gradient_gives_no_nan(name):
     assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
 
 
-def _manual_step(opt, model, x, y) -> torch.Tensor:
-    with opt.first_pass():
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-    if opt.first_step():
-        opt.zero_grad()
-        torch.nn.functional.mse_loss(model(x), y).backward()
-    opt.second_step()
-    opt.zero_grad()
-    return loss
-
 
 @pytest.mark.parametrize("name", METHODS)
 @pytest.mark.parametrize("schedule", [{}, {"ascent_every": 2}, {"ascent_prob": 0.5, "seed": 3}])
@@ -159,7 +148,7 @@ def test_closure_and_two_step_apis_are_bit_identical(name, schedule):
     for step in range(5):
         x, y = batch(step)
         a = opts[0].step(closure_for(models[0], x, y))
-        b = _manual_step(opts[1], models[1], x, y)
+        b = two_step(opts[1], models[1], x, y)
         assert torch.equal(a, b)
     for p, q in zip(models[0].state_dict().values(), models[1].state_dict().values()):
         assert torch.equal(p, q)

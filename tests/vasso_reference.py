@@ -219,3 +219,17 @@ class HostReads(TorchDispatchMode):
         for name, method in self._saved.items():
             setattr(Tensor, name, method)
         return super().__exit__(*exc)
+
+
+def two_step(opt, model: torch.nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """One step through the two-step API (first_pass / first_step / second_step), the
+    MSE loss of ``closure_for``; returns the first-pass loss."""
+    with opt.first_pass():
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+    if opt.first_step():
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+    opt.second_step()
+    opt.zero_grad()
+    return loss
