@@ -20,6 +20,7 @@ import os
 import pathlib
 
 from .config import ConfigError
+from .rundir import WriteFailed, atomic_write_json
 
 SKIP_ENV = "VASSO_SKIP_DATA_CHECKSUMS"
 VERIFIED = ".verified.json"
@@ -66,9 +67,7 @@ def verify(folder: pathlib.Path, expected: dict[str, str], fix: str) -> None:
                               f"(truncated or corrupted; {stat.st_size} bytes). {fix}")
         cache[name], changed = seen, True
     if changed:
-        tmp = folder / f".{VERIFIED}.tmp{os.getpid()}"
         try:
-            tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-            os.replace(tmp, cache_path)
-        except OSError:  # a read-only data folder: verify again next time
-            tmp.unlink(missing_ok=True)
+            atomic_write_json(cache_path, cache)
+        except WriteFailed:  # a read-only data folder: verify again next time
+            pass

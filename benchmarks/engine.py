@@ -211,7 +211,8 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, base: torch.optim.Opt
               for saved, group in zip(saved_groups, base.param_groups)]
     base_state = {**base_state, "param_groups": groups}
     optimizer.load_state_dict({**state, "base": base_state} if wrapped else base_state)
-    vasso.lay_out_state_like_params(base)  # a wrapper did it already; a plain base did not
+    if not wrapped:  # a wrapper's load_state_dict re-lays its base's state itself
+        vasso.lay_out_state_like_params(base)
     for group in base.param_groups:  # torch.optim.Adam keeps `step` on the host unless
         if not (group.get("capturable") or group.get("fused")):  # fused or capturable:
             for p in group["params"]:  # a device `step` would cost a sync per parameter

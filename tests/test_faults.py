@@ -132,17 +132,23 @@ def _row_state(out: str, cell: str) -> str:
     return re.split(r"\s{2,}", row)[1]
 
 
-@pytest.mark.parametrize("damage", list(DAMAGES))
-def test_slurm_and_results_agree_on_every_damaged_directory(damage, tmp_path, capsys, monkeypatch):
-    make, expected, reason = DAMAGES[damage]
+def _one_cell(tmp_path):
+    """Experiment "one" of EXPERIMENTS written as a user's module: (module, runs, its cell,
+    the arguments every slurm command of these tests takes)."""
     module = tmp_path / "exps.py"
     module.write_text(EXPERIMENTS)
     runs = tmp_path / "runs"
     [cfg] = sweep.relocate(sweep.get_experiment("one", str(module)).cells, str(runs), None)
+    return module, runs, cfg, ["one", "--experiments-module", str(module), "--runs-dir", str(runs)]
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_slurm_and_results_agree_on_every_damaged_directory(damage, tmp_path, capsys, monkeypatch):
+    make, expected, reason = DAMAGES[damage]
+    module, runs, cfg, common = _one_cell(tmp_path)
     path = run_dir(cfg)
     make(path, cfg)
     monkeypatch.setattr(sweep, "scheduler_queue", lambda: dict(QUEUE))
-    common = ["one", "--experiments-module", str(module), "--runs-dir", str(runs)]
 
     assert slurm_cli.main(["status", *common]) == 0
     out = capsys.readouterr()
@@ -177,14 +183,10 @@ def test_slurm_and_results_agree_on_every_damaged_directory(damage, tmp_path, ca
 
 
 def test_repair_moves_the_damaged_files_aside_and_the_cell_reruns(tmp_path, capsys):
-    module = tmp_path / "exps.py"
-    module.write_text(EXPERIMENTS)
-    runs = tmp_path / "runs"
-    [cfg] = sweep.relocate(sweep.get_experiment("one", str(module)).cells, str(runs), None)
+    _, _, cfg, common = _one_cell(tmp_path)
     path = run_dir(cfg)
     _done(path, cfg)
     (path / rundir.RESULT).write_text("{garbage")
-    common = ["one", "--experiments-module", str(module), "--runs-dir", str(runs)]
     assert slurm_cli.main(["repair", *common]) == 0
     out = capsys.readouterr().out
     assert "1 invalid cell(s) repaired" in out

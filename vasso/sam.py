@@ -557,7 +557,7 @@ class SharpnessAware(torch.optim.Optimizer):
         lay_out_state_like_params(self.base)
         lay_out_state_like_params(self)
         self._steps = int(state_dict["steps"])
-        self._passes = int(state_dict.get("passes", 0))  # absent from state dicts of vasso < 0.2
+        self._passes = int(state_dict.get("passes", 0))  # absent from state dicts saved before passes were counted
         self._has_last_perturbation = any("e_last" in s for s in self.state.values())
         if self._ascent_rng is not None:
             self._ascent_rng.set_state(state_dict["ascent_rng"])

@@ -13,16 +13,16 @@ augmentation; the tensors live in memory.
 from __future__ import annotations
 
 import hashlib
-import os
+import io
 import pathlib
 import random
-import tempfile
 
 import numpy as np
 import torch
 
 from ..config import ConfigError, TrainConfig
 from ..data import IndexedTensors
+from ..rundir import WriteFailed, atomic_write_bytes
 from .base import Task, TaskData, noisy_labels
 
 CACHE_NAME = "mnist1d-default-seed42.npz"
@@ -51,12 +51,12 @@ def load_arrays(data_dir: pathlib.Path) -> dict[str, np.ndarray]:
         with np.load(path) as cached:
             return {k: cached[k] for k in cached.files}
     arrays = generate()
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
-            np.savez(f, **arrays)
-        os.replace(f.name, path)
-    except OSError:
+        atomic_write_bytes(path, buffer.getbuffer())
+    except (OSError, WriteFailed):
         pass  # a read-only data dir: generate every time, nothing lost
     return arrays
 
