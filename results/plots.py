@@ -87,10 +87,11 @@ def _finish(fig: Figure, axes: list[Axes], xlabel: str, title: str) -> Figure:
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize="medium")
     entries = [_legend_entries(ax) for ax in axes if ax.lines]
-    if len(entries) > 1 and all(labels == entries[0][1] for _, labels in entries):
-        # Every panel would repeat the same legend: one, under the panels.
+    if entries and all(labels == entries[0][1] for _, labels in entries):
+        # One legend, under the panels: inside an axes it covers curves and bands wherever
+        # it goes (the bands fill most of a curves panel), and every panel would repeat it.
         handles, labels = entries[0]
-        columns = min(len(labels), 6)
+        columns = min(len(labels), 3 if len(axes) == 1 else 6)
         fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize="small", frameon=False)
         rows = -(-len(labels) // columns)
         fig.tight_layout(rect=(0, 0.25 * rows / fig.get_figheight(), 1, 1))

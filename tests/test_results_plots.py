@@ -272,8 +272,13 @@ def test_curves_bands_stay_within_0_and_100_and_the_legend_names_them(tmp_path):
     for band in bands:
         ys = np.concatenate([path.vertices[:, 1] for path in band.get_paths()])
         assert ys.min() == 0.0 and ys.max() == 100.0  # mean ± std reaches -5.4 and 101.9 here
-    legend = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert legend == ["sam (n=2)", "gsam (n=2)", "shaded: ±1 std over seeds"]
+    [legend] = fig.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["sam (n=2)", "gsam (n=2)",
+                                                                "shaded: ±1 std over seeds"]
+    # Under the axes, never on the curves: the bands leave no empty corner for it.
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert legend.get_window_extent(renderer).y1 < ax.get_window_extent(renderer).y0
 
 
 def test_curves_read_as_a_paper_figure(tmp_path):
