@@ -98,6 +98,7 @@ def test_bad_options_are_clear_errors(capsys):
     assert "makes no batch of 8" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # bf16 convolutions crawl on a CPU: about 90 s on 2 cores
 def test_each_precision_is_measured_and_named(tmp_path):
     """``--precision both``: every step row, ratio row and epoch names its precision,
     and the ratios never mix two precisions."""
