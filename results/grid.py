@@ -73,9 +73,13 @@ class Group:
         """The finished seeds' test accuracies: of the grid's metric (None), or of
         "final" / "best" (a table beside the paper's value shows both);
         ``collapsed=False`` leaves out the collapsed runs (benchmarks.collapse)."""
+        return list(self.values_by_seed(metric, collapsed).values())
+
+    def values_by_seed(self, metric: str | None, collapsed: bool = True) -> dict[int, float]:
+        """`values_at` keyed by seed index: what a paired comparison matches (results.stats)."""
         done = [run for run in self.runs if run.state == "done" and (collapsed or not run.collapsed)]
-        found = [run.accuracy if metric is None else run.accuracies.get(metric) for run in done]
-        return [value for value in found if value is not None]
+        found = {run.cfg.seed: run.accuracy if metric is None else run.accuracies.get(metric) for run in done}
+        return {seed: value for seed, value in found.items() if value is not None}
 
     @property
     def n(self) -> int:

@@ -27,6 +27,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import stats
 from .grid import Grid, Group
 from .reference import REFERENCE_NOTE
 
@@ -40,7 +41,8 @@ _WHEN = {
 
 
 def caption(grid: Grid) -> str:
-    stats = "mean ± sample standard deviation over seeds, number of seeds in brackets; best mean per column in bold."
+    stats = ("mean ± sample standard deviation over seeds, number of seeds in brackets; best mean per column "
+             "in bold, with † where it is not distinguishable from the runner-up (paired by seed, 95% t-interval).")
     if not referenced_columns(grid):
         return f"Test accuracy (%) {_WHEN[grid.metric]}: {stats}{_collapse_note(grid)}"
     text = (
@@ -90,6 +92,7 @@ class _Style:
     pm: str
     dash: str
     approx: str
+    dagger: str
     bold: Callable[[str], str]
     escape: Callable[[str], str]
 
@@ -98,6 +101,7 @@ _MARKDOWN = _Style(
     pm="±",
     dash="—",
     approx="≈",
+    dagger="†",
     bold=lambda s: f"**{s}**",
     escape=lambda s: s.replace("|", "\\|"),
 )
@@ -105,7 +109,7 @@ _MARKDOWN = _Style(
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
     "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "—": "---", "≈": r"$\approx$", "±": r"$\pm$",
+    "—": "---", "≈": r"$\approx$", "±": r"$\pm$", "†": r"$^\dagger$",
 }
 
 
@@ -113,11 +117,14 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
 
 
-_LATEX = _Style(pm=r"$\pm$", dash="---", approx=r"$\approx$", bold=lambda s: rf"\textbf{{{s}}}", escape=latex_escape)
+_LATEX = _Style(pm=r"$\pm$", dash="---", approx=r"$\approx$", dagger=r"$^\dagger$",
+                bold=lambda s: rf"\textbf{{{s}}}", escape=latex_escape)
 
 
-def _statistics(values: list[float], total: int, style: _Style, best: float | None = None) -> str:
-    """"mean ± std (n)", "(n/total)" when some runs are not among `values`."""
+def _statistics(values: list[float], total: int, style: _Style, best: float | None = None,
+                undecided: bool = False) -> str:
+    """"mean ± std (n)", "(n/total)" when some runs are not among `values`; the best bold,
+    with a dagger when `undecided` (not distinguishable from the runner-up)."""
     if not values:
         return style.dash
     mean = statistics.fmean(values)
@@ -125,12 +132,13 @@ def _statistics(values: list[float], total: int, style: _Style, best: float | No
     if len(values) >= 2:
         numbers += f" {style.pm} {statistics.stdev(values):.2f}"
     if best is not None and round(mean, 2) == best:
-        numbers = style.bold(numbers)
+        numbers = style.bold(numbers) + (style.dagger if undecided else "")
     seeds = f"({len(values)})" if len(values) == total else f"({len(values)}/{total})"
     return f"{numbers} {seeds}"
 
 
-def _cell(group: Group | None, best: float | None, style: _Style, metric: str | None = None) -> str:
+def _cell(group: Group | None, best: float | None, style: _Style, metric: str | None = None,
+          undecided: bool = False) -> str:
     if group is None:  # no cell of the experiment has this (row, column)
         return ""
     total = len(group.runs)
@@ -143,7 +151,7 @@ def _cell(group: Group | None, best: float | None, style: _Style, metric: str | 
                 parts.append(state if count == total else f"{state} {count}/{total}")
         text = ", ".join(parts) or style.dash
     else:
-        text = _statistics(values, total, style, best)
+        text = _statistics(values, total, style, best, undecided)
     # Collapsed and diverged runs are never averaged in silently (docs/collapse.md).
     without = group.values_at(metric, collapsed=False)
     if len(without) < len(values):  # collapsed runs are among the numbers
@@ -160,6 +168,8 @@ def _layout(grid: Grid, style: _Style) -> tuple[list[str], list[list[str]]]:
     """Header and body rows, cells already in `style`."""
     best = {metric: best_means(grid, metric) for metric in (None, "final", "best")}
     with_reference = referenced_columns(grid)
+    undecided = {(column, metric): stats.undecided_best(grid, column, metric)
+                 for column, metric, _ in stat_columns(grid)}
     header = [style.escape(grid.row_field)]
     for column in grid.columns:
         if column in with_reference:  # like with like: the paper's value beside the best epoch
@@ -173,14 +183,31 @@ def _layout(grid: Grid, style: _Style) -> tuple[list[str], list[list[str]]]:
         for column in grid.columns:
             group = grid.cell(row, column)
             if column not in with_reference:
-                line.append(_cell(group, best[None].get(column), style))
+                line.append(_cell(group, best[None].get(column), style, None, undecided[column, None]))
                 continue
             for metric in ("final", "best"):
-                line.append(_cell(group, best[metric].get(column), style, metric))
+                line.append(_cell(group, best[metric].get(column), style, metric, undecided[column, metric]))
             ref = group.reference if group is not None else None
             line.append(f"{style.approx}{ref.text}" if ref else "")
         body.append(line)
     return header, body
+
+
+def stat_columns(grid: Grid) -> list[tuple[str, str | None, str]]:
+    """(column, metric, label) of every numeric table column: a column with a paper
+    value is two, "(final)" and "(best)"."""
+    with_reference = referenced_columns(grid)
+    return [(column, metric, f"{column} ({metric})" if metric else column)
+            for column in grid.columns
+            for metric in (("final", "best") if column in with_reference else (None,))]
+
+
+def differences(grid: Grid, baseline: str | None = None) -> list[str]:
+    """The paired comparisons printed under the table (results.stats), with their heading."""
+    lines = stats.difference_lines(grid, stat_columns(grid), baseline)
+    if not lines:
+        return []
+    return [f"Paired differences ({stats.INTERVAL}, in percentage points):"] + lines
 
 
 def not_in_table(grid: Grid) -> list[str]:
@@ -215,12 +242,15 @@ def collapsed_runs(grid: Grid) -> list[str]:
     return lines
 
 
-def markdown(grid: Grid) -> str:
+def markdown(grid: Grid, baseline: str | None = None) -> str:
     header, body = _layout(grid, _MARKDOWN)
     out = [f"# {grid.title}", "", caption(grid), ""]
     out.append("| " + " | ".join(header) + " |")
     out.append("|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|")
     out += ["| " + " | ".join(line) + " |" for line in body]
+    compared = differences(grid, baseline)
+    if compared:
+        out += ["", compared[0], ""] + [f"- {_MARKDOWN.escape(line)}" for line in compared[1:]]
     collapsed = collapsed_runs(grid)
     if collapsed:
         out += ["", f"Collapsed runs ({len(collapsed)} of {len(grid.runs)} runs):", ""]
@@ -235,7 +265,7 @@ def markdown(grid: Grid) -> str:
     return "\n".join(out) + "\n"
 
 
-def latex(grid: Grid) -> str:
+def latex(grid: Grid, baseline: str | None = None) -> str:
     """A `table` float for \\input; needs \\usepackage{booktabs}."""
     header, body = _layout(grid, _LATEX)
     label = "".join(ch if ch.isalnum() else "-" for ch in grid.name)
@@ -251,7 +281,12 @@ def latex(grid: Grid) -> str:
         r"    \midrule",
     ]
     out += ["    " + " & ".join(line) + r" \\" for line in body]
-    out += [r"    \bottomrule", r"  \end{tabular}", r"\end{table}"]
+    out += [r"    \bottomrule", r"  \end{tabular}"]
+    compared = differences(grid, baseline)
+    if compared:
+        out += [r"  \par\smallskip\footnotesize " + latex_escape(compared[0])]
+        out += [f"  \\\\ {latex_escape(line)}" for line in compared[1:]]
+    out += [r"\end{table}"]
     # What the table cannot show stays in the source, where whoever includes it will see it.
     out += [f"% collapsed: {line}" for line in collapsed_runs(grid)]
     out += [f"% not in the numbers: {line}" for line in not_in_table(grid)]
