@@ -13,7 +13,8 @@
 
 SLURM_ARGS ?=
 
-.PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta
+.PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta \
+	table-noise-digits figure-noise-digits table-noise-mnist1d figure-noise-mnist1d
 
 # `demo` waits for its cells. When one fails, the table is rendered all the
 # same (it lists the failed cell and its error) and make then fails.
@@ -44,3 +45,21 @@ table-label-noise: install  ## label-noise table and figure: launch what is miss
 figure-theta: install  ## VaSSO's theta sweep figure: launch what is missing, render what is done
 	$(PY) -m slurm launch theta $(SLURM_ARGS)
 	$(PY) -m results theta
+
+# The claims on a laptop (no download, ~15 minutes each on 2 idle cores): like
+# `demo`, they run on this machine, wait, render the table (with the paired
+# statistics) and the noise figure even when a cell failed, and then fail.
+# Run them beside other work at the lowest priority: `nice -n 19 make table-noise-digits`.
+define LAPTOP_SWEEP
+@status=0; $(PY) -m slurm launch $(1) --executor local --wait || status=$$?; \
+$(PY) -m results $(1) || exit $$?; \
+echo "table:  outputs/tables/$(1).md, figure: outputs/figures/$(1)-noise.png"; \
+if [ $$status -ne 0 ]; then echo "not every cell finished (the table lists them); rerun: $(PY) -m slurm retry $(1) --executor local --wait" >&2; fi; \
+exit $$status
+endef
+
+table-noise-digits figure-noise-digits: install  ## label noise 0-60% on digits, SGD/SAM/VaSSO, 10 seeds, here: table and figure
+	$(call LAPTOP_SWEEP,noise-digits)
+
+table-noise-mnist1d figure-noise-mnist1d: install  ## label noise 0-60% on MNIST-1D, SGD/SAM/VaSSO, 10 seeds, here: table and figure
+	$(call LAPTOP_SWEEP,noise-mnist1d)
