@@ -531,6 +531,10 @@ class Trainer:
         pos.stuck = collapse.update(pos.stuck, pos.epoch, lines[0]["loss"], self.data.num_classes)
         self.rundir.append_metrics(lines)
         pos.metrics_lines += len(lines)
+        # Before the checkpoint: a run killed between the two redoes the epoch and rewrites
+        # the same snapshot (resume is exact), instead of never writing it.
+        if cfg.snapshot_every and pos.epoch % cfg.snapshot_every == 0:
+            self.rundir.save_snapshot(pos.epoch, pos.step, cell_id(cfg), self.model.state_dict())
         self._checkpoint()
         progress.end_epoch(summary + f" ({self._elapsed():.1f}s)")
         self._watch_collapse()
