@@ -44,7 +44,7 @@ class Experiment:
     cells: tuple[TrainConfig, ...]  # full configs, cfg.experiment == name
     rows: str = "optimizer"  # the config field that labels table rows
     columns: tuple[str, ...] = ("model",)  # the config fields that label columns
-    figure: str | None = None  # "curves" | "noise" | "theta" | None
+    figure: str | None = None  # "curves" | "noise" | "theta" | "adversary" | None
 
     def __post_init__(self) -> None:
         strangers = [c for c in self.cells if c.experiment != self.name]
@@ -347,6 +347,19 @@ def _laptop_noise(task: str) -> Experiment:
     )
 
 
+# ---------------------------------------------------------------------------
+# The mechanism: VaSSO's adversary against SAM's (python -m results.adversary)
+# ---------------------------------------------------------------------------
+
+def _adversary(name: str, base: Mapping[str, Any], snapshot_every: int, title: str) -> Experiment:
+    # One SAM and one VaSSO trajectory, the weights kept every `snapshot_every` epochs;
+    # at each, benchmarks.diagnose scores SAM's and VaSSO's adversaries (several theta)
+    # from the same weights and batches. The trajectory's method is the row.
+    cells = grid(dict(base, experiment=name, snapshot_every=snapshot_every),
+                 optimizer=("sam", "vasso"), seed=(0,))
+    return Experiment(name=name, title=title, cells=cells, columns=("model",), figure="adversary")
+
+
 def _build() -> dict[str, Experiment]:
     experiments = [
         _cifar_table("cifar10", "cifar10", CIFAR10_MODELS, "Table 1: CIFAR-10 test accuracy"),
@@ -358,6 +371,10 @@ def _build() -> dict[str, Experiment]:
         _recipe(),
         _laptop_noise("digits"),
         _laptop_noise("mnist1d"),
+        _adversary("adversary", dict(COMMON_CIFAR, dataset="cifar10", **CIFAR10_MODELS["resnet18"]), 20,
+                   "The adversary against the full-gradient one along training (CIFAR-10, ResNet-18)"),
+        _adversary("adversary-mnist1d", dict(LAPTOP_TASKS["mnist1d"], rho=0.05, theta=0.4), 1,
+                   "The adversary against the full-gradient one along training (MNIST-1D)"),
     ]
     return {e.name: e for e in experiments}
 

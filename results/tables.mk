@@ -14,7 +14,8 @@
 SLURM_ARGS ?=
 
 .PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta \
-	table-noise-digits figure-noise-digits table-noise-mnist1d figure-noise-mnist1d
+	table-noise-digits figure-noise-digits table-noise-mnist1d figure-noise-mnist1d \
+	figure-adversary figure-adversary-mnist1d table-sharpness
 
 # `demo` waits for its cells. When one fails, the table is rendered all the
 # same (it lists the failed cell and its error) and make then fails.
@@ -63,3 +64,17 @@ table-noise-digits figure-noise-digits: install  ## label noise 0-60% on digits,
 
 table-noise-mnist1d figure-noise-mnist1d: install  ## label noise 0-60% on MNIST-1D, SGD/SAM/VaSSO, 10 seeds, here: table and figure
 	$(call LAPTOP_SWEEP,noise-mnist1d)
+
+# The mechanism and the sharpness. Both measure finished runs where they are rendered
+# (`--device auto`: a GPU when there is one; measurements are cached under
+# outputs/diagnostics/, so a second call only redraws).
+figure-adversary: install  ## VaSSO's vs SAM's adversary along training (CIFAR-10 ResNet-18): launch what is missing, draw what is done
+	$(PY) -m slurm launch adversary $(SLURM_ARGS)
+	$(PY) -m results.adversary adversary
+
+figure-adversary-mnist1d: install  ## the same on MNIST-1D, here (2 cells, minutes)
+	$(PY) -m slurm launch adversary-mnist1d --executor local --wait
+	$(PY) -m results.adversary adversary-mnist1d
+
+table-sharpness: install  ## top Hessian eigenvalue of the final CIFAR models (Tables 1 and 2; launch those first)
+	$(PY) -m results.sharpness cifar10 cifar100
