@@ -45,7 +45,7 @@ class Experiment:
     cells: tuple[TrainConfig, ...]  # full configs, cfg.experiment == name
     rows: str = "optimizer"  # the config field that labels table rows
     columns: tuple[str, ...] = ("model",)  # the config fields that label columns
-    figure: str | None = None  # "curves" | "noise" | "theta" | "adversary" | None
+    figure: str | None = None  # "curves" | "noise" | "theta" | "adversary" | "efficiency" | None
 
     def __post_init__(self) -> None:
         strangers = [c for c in self.cells if c.experiment != self.name]
@@ -341,6 +341,37 @@ def _laptop_noise(task: str) -> Experiment:
 
 
 # ---------------------------------------------------------------------------
+# Cheaper steps: the journal's generalization-computation trade-off (python -m results.efficiency)
+# ---------------------------------------------------------------------------
+
+# A fresh ascent on 1/k of the steps, periodic (every k-th step) or random (each step
+# with probability 1/k, RST); a step without one descends along the clean gradient
+# (skip "clean") or along the gradient at w + the last perturbation (skip "reuse",
+# the VaSSO follow-up work's). k = 1 is the method itself; SGD is the one-pass floor.
+ASCENT_EVERY = (2, 5, 10)
+CHEAPER_STEPS = ({},) + tuple(
+    {schedule: value, "skip": skip}
+    for k in ASCENT_EVERY for skip in ("clean", "reuse")
+    for schedule, value in (("ascent_every", k), ("ascent_prob", round(1 / k, 6))))
+
+
+def _efficiency() -> Experiment:
+    # The paper's recipe per model, as in Tables 1 and 2; 162 cells.
+    models = (dict(dataset="cifar10", **CIFAR10_MODELS["resnet18"]),
+              dict(dataset="cifar100", **CIFAR100_MODELS["wrn28_10"]))
+    methods = ({"optimizer": "sgd"},) + tuple(
+        {"optimizer": optimizer, **steps} for optimizer in ("sam", "vasso") for steps in CHEAPER_STEPS)
+    cells = grid(dict(COMMON_CIFAR, experiment="efficiency"), setting=models, method=methods, seed=SEEDS)
+    return Experiment(
+        name="efficiency",
+        title="Cheaper steps: accuracy against measured passes per step (CIFAR-10 ResNet-18, CIFAR-100 WRN-28-10)",
+        cells=cells,
+        columns=("dataset", "model"),
+        figure="efficiency",
+    )
+
+
+# ---------------------------------------------------------------------------
 # The mechanism: VaSSO's adversary against SAM's (python -m results.adversary)
 # ---------------------------------------------------------------------------
 
@@ -364,6 +395,7 @@ def _build() -> dict[str, Experiment]:
         _recipe(),
         _laptop_noise("digits"),
         _laptop_noise("mnist1d"),
+        _efficiency(),
         _adversary("adversary", dict(COMMON_CIFAR, dataset="cifar10", **CIFAR10_MODELS["resnet18"]), 20,
                    "The adversary against the full-gradient one along training (CIFAR-10, ResNet-18)"),
         _adversary("adversary-mnist1d", dict(LAPTOP_TASKS["mnist1d"], rho=0.05, theta=0.4), 1,

@@ -15,7 +15,7 @@ SLURM_ARGS ?=
 
 .PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta \
 	table-noise-digits figure-noise-digits table-noise-mnist1d figure-noise-mnist1d \
-	figure-adversary figure-adversary-mnist1d table-sharpness
+	figure-adversary figure-adversary-mnist1d table-sharpness table-efficiency figure-efficiency
 
 # `demo` waits for its cells. When one fails, the table is rendered all the
 # same (it lists the failed cell and its error) and make then fails.
@@ -78,3 +78,7 @@ figure-adversary-mnist1d: install  ## the same on MNIST-1D, here (2 cells, minut
 
 table-sharpness: install  ## top Hessian eigenvalue of the final CIFAR models (Tables 1 and 2; launch those first)
 	$(PY) -m results.sharpness cifar10 cifar100
+
+table-efficiency figure-efficiency: install  ## cheaper steps (CIFAR-10 ResNet-18, CIFAR-100 WRN-28-10): launch what is missing, render what is done
+	$(PY) -m slurm launch efficiency $(SLURM_ARGS)
+	$(PY) -m results.efficiency
