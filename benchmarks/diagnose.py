@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import pathlib
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -153,14 +152,12 @@ def _thetas(text: str) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import ArgumentParser
     from .rundir import atomic_write_json
-    from .trained import NoWeights, open_run
+    from .trained import NoWeights, open_run, run_parser
 
-    parser = ArgumentParser(prog="python -m benchmarks.diagnose", description=(
+    parser = run_parser("python -m benchmarks.diagnose", (
         "SAM's and VaSSO's adversaries against the full-gradient one, at every snapshot "
         "(--snapshot-every) and the last checkpoint of a run: ||e_t - e*||/rho and cos(e_t, e*)."))
-    parser.add_argument("run_dir", help="a run directory, <runs>/<experiment>/<cell id>")
     parser.add_argument("--thetas", type=_thetas, default=list(DEFAULT_THETAS),
                         help="VaSSO's theta values, comma-separated; 1 is SAM (default: 1,0.9,0.4,0.2,0.1)")
     parser.add_argument("--steps", type=int, default=20, help="minibatches scored (K, default 20)")
@@ -169,8 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subset", type=int, default=None,
                         help="e* from the first N training samples of the epoch's order "
                         "(default: the whole training set)")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
-    parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the records here")
     args = parser.parse_args(argv)
     try:
         if args.steps < 1 or args.warmup < 0:

@@ -15,7 +15,6 @@ the residual, the standard error) instead of a bare number.
 from __future__ import annotations
 
 import math
-import pathlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -208,14 +207,12 @@ def describe(record: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import ArgumentParser
     from .rundir import atomic_write_json
-    from .trained import NoWeights, open_run
+    from .trained import NoWeights, open_run, run_parser
 
-    parser = ArgumentParser(prog="python -m benchmarks.sharpness", description=(
+    parser = run_parser("python -m benchmarks.sharpness", (
         "The largest Hessian eigenvalue (Lanczos) of a run's final model, optionally the trace "
         "(Hutchinson), on a fixed training subset with BatchNorm in evaluation mode."))
-    parser.add_argument("run_dir", help="a run directory, <runs>/<experiment>/<cell id>")
     parser.add_argument("--epoch", type=int, default=None,
                         help="the weights after this epoch (a snapshot) instead of the last ones")
     parser.add_argument("--samples", type=int, default=1000,
@@ -226,8 +223,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="converged when ||H y - lambda y|| <= tol |lambda| (default 1e-4)")
     parser.add_argument("--trace-samples", type=int, default=0,
                         help="Rademacher samples for the Hutchinson trace (default 0: no trace)")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
-    parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the record here")
     args = parser.parse_args(argv)
     try:
         if args.samples < 1 or args.batch_size < 1:

@@ -139,6 +139,17 @@ class TrainedRun:
         return [self._fetch([(i, 0) for i in order[s:s + batch_size]]) for s in range(0, len(order), batch_size)]
 
 
+def run_parser(prog: str, description: str) -> Any:
+    """The command line both diagnostics share: RUN_DIR, --device, --json."""
+    from .config import ArgumentParser
+
+    parser = ArgumentParser(prog=prog, description=description)
+    parser.add_argument("run_dir", help="a run directory, <runs>/<experiment>/<cell id>")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    parser.add_argument("--json", type=pathlib.Path, default=None, help="also write what is printed here, as JSON")
+    return parser
+
+
 def open_run(path: str | pathlib.Path, device: str = "cpu") -> TrainedRun:
     """The run at ``path`` with every usable set of weights; NoWeights when there is none."""
     path = pathlib.Path(path)
