@@ -80,3 +80,10 @@ def test_reduced_digits_grid_trains_and_renders_with_paired_statistics(tmp_path)
 @pytest.mark.slow  # generating MNIST-1D takes ~10 s of CPU before the 16 cells
 def test_reduced_mnist1d_grid_trains_and_renders_with_paired_statistics(tmp_path):
     check_table(train_and_render("noise-mnist1d", tmp_path, (0.0, 0.6)), (0.0, 0.6))
+
+
+def test_both_laptop_experiments_ask_one_cpu_and_no_gpu_per_cell():
+    from slurm.resources import resources_for
+
+    for name in ("noise-digits", "noise-mnist1d"):
+        assert {resources_for(c).describe() for c in get(name).cells} == {"gpus=0 cpus=1 mem=2G time=00:30:00"}
