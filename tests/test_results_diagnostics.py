@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from benchmarks import engine
 from benchmarks.experiments import Experiment, get, grid
 from results import adversary, sharpness
+
+TABLES_MK = Path(__file__).resolve().parent.parent / "results" / "tables.mk"
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +80,23 @@ def test_the_adversary_experiments_keep_snapshots():
         cells = get(name).cells
         assert {c.optimizer for c in cells} == {"sam", "vasso"}
         assert {c.snapshot_every for c in cells} == {every}
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize("target, calls", [
+    ("figure-adversary", ["-m slurm launch adversary --partition gpu", "-m results.adversary adversary"]),
+    ("figure-adversary-mnist1d", ["-m slurm launch adversary-mnist1d --executor local --wait",
+                                  "-m results.adversary adversary-mnist1d"]),
+    ("table-sharpness", ["-m results.sharpness cifar10 cifar100"]),
+    ("table-efficiency", ["-m slurm launch efficiency --partition gpu", "-m results.efficiency"]),
+    ("figure-efficiency", ["-m slurm launch efficiency --partition gpu", "-m results.efficiency"]),
+])
+def test_make_targets(tmp_path, target, calls):
+    fake = tmp_path / "fake-python"
+    fake.write_text('#!/bin/sh\necho "$*" >> calls.log\nexit 0\n')
+    fake.chmod(0o755)
+    (tmp_path / "Makefile").write_text(f"PY := {fake}\ninstall:\ninclude {TABLES_MK}\n")
+    run = subprocess.run(["make", "-s", target, "SLURM_ARGS=--partition gpu"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "calls.log").read_text().splitlines() == calls
