@@ -6,8 +6,9 @@ against the full-gradient one at each snapshot, from the same weights and batche
 Each run's scores are kept in `<out>/diagnostics/EXPERIMENT/<cell id>.json` and
 computed again only when the run has finished since. The figure
 `<out>/figures/EXPERIMENT-adversary.{pdf,png}` has one row per trained run (the
-trajectory's method) and two panels: ||e_t - e*||/rho against training progress,
-a line per theta (1 is SAM), and the same against theta, a line per snapshot.
+trajectory's method) and quantity, ||e_t - e*||/rho and cos(e_t, e*), each
+against training progress (a line per theta, 1 is SAM) and against theta (a line
+per snapshot).
 Exit status: 0 drawn, 2 bad input (unknown experiment, no finished run).
 """
 
@@ -54,30 +55,36 @@ def scores(cfg, out: Path, device: str, steps: int, warmup: int) -> list[dict]:
     return records
 
 
+QUANTITIES = (("distance", "||e_t - e*|| / rho"), ("cos", "cos(e_t, e*)"))
+
+
 def plot(runs: dict[str, list[dict]], title: str, steps: int, warmup: int):
-    """One row per trained run: distance against epoch (a line per theta) and against theta."""
-    fig, axes = plt.subplots(len(runs), 2, figsize=(10, 3.6 * len(runs)), squeeze=False)
-    for (trained, records), (by_epoch, by_theta) in zip(runs.items(), axes):
+    """One row per trained run and quantity: against epoch (a line per theta) and against theta
+    (a line per snapshot)."""
+    fig, axes = plt.subplots(2 * len(runs), 2, figsize=(10, 3.4 * 2 * len(runs)), squeeze=False)
+    rows_of_axes = iter(axes)
+    for trained, records in runs.items():
         thetas = sorted({r["theta"] for r in records}, reverse=True)
         epochs = sorted({r["epoch"] for r in records})
-        colours = plt.get_cmap("viridis")
-        for i, theta in enumerate(thetas):
-            rows = sorted((r for r in records if r["theta"] == theta), key=lambda r: r["epoch"])
-            label = "SAM (theta = 1)" if theta == 1 else f"VaSSO, theta = {theta:g}"
-            by_epoch.errorbar([r["epoch"] for r in rows], [r["distance_mean"] for r in rows],
-                              yerr=[r["distance_std"] for r in rows], label=label, marker="o",
-                              markersize=3, capsize=2, color=colours(i / max(len(thetas) - 1, 1)))
-        for i, epoch in enumerate(epochs):
-            rows = sorted((r for r in records if r["epoch"] == epoch), key=lambda r: r["theta"])
-            by_theta.plot([r["theta"] for r in rows], [r["distance_mean"] for r in rows], marker="o",
-                          markersize=3, label=f"epoch {epoch}",
-                          color=plt.get_cmap("plasma")(i / max(len(epochs) - 1, 1)))
-        by_epoch.set(xlabel="epoch (weights of the trained run)", ylabel="||e_t - e*|| / rho",
-                     title=f"trained with {trained}: against training progress")
-        by_theta.set(xlabel="theta (1 = SAM)", ylabel="||e_t - e*|| / rho",
-                     title=f"trained with {trained}: against theta")
-        by_epoch.legend(fontsize=7)
-        by_theta.legend(fontsize=7, ncol=2 if len(epochs) > 6 else 1)
+        for quantity, ylabel in QUANTITIES:
+            by_epoch, by_theta = next(rows_of_axes)
+            for i, theta in enumerate(thetas):
+                line = sorted((r for r in records if r["theta"] == theta), key=lambda r: r["epoch"])
+                label = "SAM (theta = 1)" if theta == 1 else f"VaSSO, theta = {theta:g}"
+                by_epoch.errorbar([r["epoch"] for r in line], [r[f"{quantity}_mean"] for r in line],
+                                  yerr=[r[f"{quantity}_std"] for r in line], label=label, marker="o",
+                                  markersize=3, capsize=2,
+                                  color=plt.get_cmap("viridis")(i / max(len(thetas) - 1, 1)))
+            for i, epoch in enumerate(epochs):
+                line = sorted((r for r in records if r["epoch"] == epoch), key=lambda r: r["theta"])
+                by_theta.plot([r["theta"] for r in line], [r[f"{quantity}_mean"] for r in line], marker="o",
+                              markersize=3, label=f"epoch {epoch}",
+                              color=plt.get_cmap("plasma")(i / max(len(epochs) - 1, 1)))
+            by_epoch.set(xlabel="epoch (weights of the trained run)", ylabel=ylabel,
+                         title=f"trained with {trained}: against training progress")
+            by_theta.set(xlabel="theta (1 = SAM)", ylabel=ylabel, title=f"trained with {trained}: against theta")
+            by_epoch.legend(fontsize=7)
+            by_theta.legend(fontsize=7, ncol=2 if len(epochs) > 6 else 1)
     fig.suptitle(f"{title}\nmean ± std over {steps} minibatches at the same weights "
                  f"(after {warmup} unscored ones)", fontsize=10)
     fig.tight_layout()
