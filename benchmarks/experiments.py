@@ -307,8 +307,12 @@ def _demo_noise() -> Experiment:
 # CIFAR theta, 0.4 and 0.9: chosen, not tuned here. Warm-up: the digits demo needed
 # ~60 steps of it against collapse at high noise (docs/collapse.md); both keep about
 # that many steps (digits: 3 epochs x 21 steps; MNIST-1D: 2 epochs x 32 steps), since
-# MNIST-1D's CNN has the same BatchNorm + ReLU layers that collapsed. A collapse that
-# still happens is detected and listed under the table.
+# MNIST-1D's CNN has the same BatchNorm + ReLU layers that collapsed. Checked on
+# MNIST-1D: without warm-up, SAM and VaSSO (theta 0.4) at 60% noise, 10 seeds each,
+# 0 of 20 runs collapsed (final test accuracy 44.2-52.0%); the demo had lost 4 of 60
+# sharpness-aware runs, so 20 clean runs cannot rule its rate out (0.93^20 = 0.23),
+# and the warm-up (13% of the steps) stays as a cheap guard. A collapse that still
+# happens is detected and listed under the table.
 LAPTOP_METHODS = ({"optimizer": "sgd"}, {"optimizer": "sam"},
                   {"optimizer": "vasso", "theta": 0.4}, {"optimizer": "vasso", "theta": 0.9})
 LAPTOP_NOISE = (0.0, 0.2, 0.4, 0.6)
