@@ -26,6 +26,7 @@ from benchmarks.engine import train
 from bench_fixtures import read_metrics, write_cifar10
 
 FIXTURE = pathlib.Path(__file__).with_name("engine_numbers.json")
+RECORDED: dict = {}
 DIGITS = dict(task="digits", epochs=2, progress="none", threads=1)
 CIFAR = dict(task="cifar", epochs=2, batch_size=8, num_workers=0, progress="none", threads=1,
              device="cpu")
@@ -66,6 +67,33 @@ def run_cell(fields: dict, tmp: pathlib.Path) -> dict:
     result = train(cfg)
     return {"metrics": read_metrics(run_dir(cfg)),
             "final": result["final"], "best": result["best"]}
+
+
+RECORDED.update(json.loads(FIXTURE.read_text()) if FIXTURE.is_file() else {})
+
+
+def check(name: str, tmp: pathlib.Path) -> None:
+    recorded = RECORDED[name]
+    got = run_cell(recorded["config"], tmp)
+    assert got["metrics"] == recorded["metrics"]  # every epoch's train and test line, exactly
+    # result.json's named form (#11) of the recorded {"test_acc", ...} sections
+    old_final, old_best = recorded["final"], recorded["best"]
+    assert got["final"]["test"] == {"acc": old_final["test_acc"], "loss": old_final["test_loss"]}
+    assert got["final"]["train"] == {"acc": old_final["train_acc"], "loss": old_final["train_loss"]}
+    assert got["final"]["epoch"] == old_final["epoch"]
+    assert (got["best"]["test"]["acc"], got["best"]["epoch"]) == (old_best["test_acc"], old_best["epoch"])
+
+
+@pytest.mark.parametrize("name", list(short_cells()))
+def test_short_cells_give_the_numbers_recorded_before_the_refactor(name, tmp_path):
+    assert RECORDED[name]["config"] == short_cells()[name]
+    check(name, tmp_path)
+
+
+@pytest.mark.slow  # the whole 30-epoch cells: ~15 s each on one core
+@pytest.mark.parametrize("name", [f"demo-{m}" for m in experiments.OPTIMIZERS])
+def test_demo_cells_give_the_numbers_recorded_before_the_refactor(name, tmp_path):
+    check(name, tmp_path)
 
 
 def record() -> None:
