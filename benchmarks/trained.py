@@ -27,10 +27,10 @@ from torch import Tensor, nn
 from torch.utils.data import default_collate
 
 from .config import ConfigError, TrainConfig, cell_id
-from .data import epoch_batches, epoch_permutation
+from .data import epoch_permutation
 from .rundir import CHECKPOINT, CONFIG, SNAPSHOTS, try_read_json
 from .tasks import get_task
-from .tasks.base import data_seed
+from .tasks.base import Task
 
 Batch = tuple[Tensor, Tensor]
 
@@ -102,26 +102,30 @@ class TrainedRun:
 
     def __post_init__(self) -> None:
         self.task = get_task(self.cfg.task)
+        if type(self.task).loss is not Task.loss:
+            raise NoWeights(f"{self.path}: the {self.cfg.task} task trains with its own loss; the "
+                            "diagnostics measure classification tasks trained with cross-entropy")
         self.data = self.task.load_data(self.cfg)
-        self.loss_fn = self.task.criterion(self.cfg)
+
+    def loss_fn(self, output: Tensor, target: Tensor) -> Tensor:
+        """The training loss of a batch's output (the task's: cross-entropy, the cell's
+        label smoothing), as the loss_fn of benchmarks.diagnose and benchmarks.sharpness."""
+        return nn.functional.cross_entropy(output, target, label_smoothing=self.cfg.label_smoothing)
 
     def model(self, weights: Weights) -> nn.Module:
-        model = self.task.build_model(self.cfg, self.data.num_classes)
+        model = self.task.build_model(self.cfg, self.data)
         model.load_state_dict(weights.state)
         return model.to(self.device)
 
     def _fetch(self, keys: list[tuple[int, int]]) -> Batch:
-        x, y = default_collate([self.data.train[key] for key in keys])
+        x, y = (self.data.collate or default_collate)([self.data.train[key] for key in keys])
         return x.to(self.device), y.to(self.device)
 
     def epoch_batches(self, epoch: int, count: int | None = None) -> list[Batch]:
         """The first ``count`` (default: all) batches of ``epoch`` (0-based) as training
-        drew them: the same order, noisy labels and augmentation."""
-        per_epoch = len(self.data.train) // self.cfg.batch_size
-        stop = per_epoch if count is None else min(count, per_epoch)
-        keys = epoch_batches(len(self.data.train), self.cfg.batch_size,
-                             data_seed(self.cfg, "batches"), epoch, 0, stop)
-        return [self._fetch(batch) for batch in keys]
+        drew them: the task's plan, noisy labels and augmentation."""
+        keys = self.task.plan_batches(self.cfg, self.data, epoch)
+        return [self._fetch(batch) for batch in keys[:count]]
 
     def following_batches(self, epoch: int, count: int) -> list[Batch]:
         """The ``count`` batches training drew from the start of ``epoch`` on, into the

@@ -32,7 +32,8 @@ from typing import Any
 from benchmarks.config import ArgumentParser
 
 from .grid import resolve_runs_dir
-from .runs import METRICS, Problem
+from .grid import ExperimentError
+from .runs import AT, Problem
 from .stats import UnknownBaseline
 
 
@@ -48,9 +49,10 @@ def build_parser() -> ArgumentParser:
         "benchmarks.experiments, as given to `python -m slurm` (env VASSO_EXPERIMENTS_MODULE)",
     )
     parser.add_argument(
-        "--metric", choices=METRICS, default="final",
-        help="test accuracy at the final epoch (default) or at the best epoch, in columns without "
-        "a paper value; a column with one shows both, labelled, the paper's beside the best",
+        "--metric", dest="at", choices=AT, default="final",
+        help="the test metrics at the final evaluation (default) or at the best one (by the "
+        "task's primary metric), in columns without a paper value; a column with one shows "
+        "both, labelled, the paper's beside the best",
     )
     parser.add_argument(
         "--baseline", default=None, metavar="METHOD",
@@ -72,11 +74,10 @@ def build_parser() -> ArgumentParser:
 
 
 # A table cell with a number, between the Markdown or LaTeX cell delimiters:
-# "| 92.59 ± 1.10 (3) |", "| **92.59**† (2/3) |", "& \\textbf{92.59 $\\pm$ 1.10}$^\\dagger$ (3) \\\\".
-_NUMBER_CELL = re.compile(
-    r"[|&] (?:\*\*|\\textbf\{)?\d+\.\d\d(?: (?:±|\$\\pm\$) \d+\.\d\d)?(?:\*\*|\})?(?:†|\$\^\\dagger\$)?"
-    r" \(\d+(?:/\d+)?\) (?=[|&]|\\\\)"
-)
+# "| 92.59 ± 1.10 (3) |", "| **92.59**† (2/3) |", "& \\textbf{92.59 $\\pm$ 1.10}$^\\dagger$ (3) \\\\",
+# "| 88.10 ± 0.40 / — (3) |" (a column of two metrics).
+_MEAN = r"(?:(?:\*\*|\\textbf\{)?-?\d+(?:\.\d+)?(?: (?:±|\$\\pm\$) \d+(?:\.\d+)?)?(?:\*\*|\})?(?:†|\$\^\\dagger\$)?|—|---)"
+_NUMBER_CELL = re.compile(rf"[|&] {_MEAN}(?: / {_MEAN})* \(\d+(?:/\d+)?\) (?=[|&]|\\\\)")
 
 
 def tables_with_numbers(out: Path, name: str) -> list[Path]:
@@ -92,8 +93,9 @@ class EmptyRendering(ValueError):
     """A table with numbers would be replaced by one without any."""
 
 
-def render(experiment: Any, runs_dir: Path | None, out: Path, metric: str,
-           overwrite_empty: bool = False, baseline: str | None = None) -> tuple[list[Path], list[Problem]]:
+def render(experiment: Any, runs_dir: Path | None, out: Path, at: str,
+           overwrite_empty: bool = False, baseline: str | None = None
+           ) -> tuple[list[Path], list[Problem]]:
     """Write the experiment's tables and figures under `out`; the paths written and the problems met.
 
     Raises EmptyRendering, writing nothing, when no run is done and a table
@@ -104,7 +106,7 @@ def render(experiment: Any, runs_dir: Path | None, out: Path, metric: str,
     from . import plots, render as tables, stats
     from .grid import collect
 
-    grid = collect(experiment, runs_dir=runs_dir, metric=metric)
+    grid = collect(experiment, runs_dir=runs_dir, at=at)
     stats.comparisons(grid, baseline)  # an unknown baseline fails before anything is written
     any_done = any(run.state == "done" for run in grid.runs)
     if not any_done and not overwrite_empty:
@@ -159,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m results: error: {exc}", file=sys.stderr)
         return 2
     try:
-        written, problems = render(experiment, runs_dir, args.out, args.metric, args.overwrite_empty,
+        written, problems = render(experiment, runs_dir, args.out, args.at, args.overwrite_empty,
                                    args.baseline)
-    except (EmptyRendering, UnknownBaseline) as exc:
+    except (EmptyRendering, ExperimentError, UnknownBaseline) as exc:
         print(f"python -m results: error: {exc}", file=sys.stderr)
         return 2
     for problem in problems:

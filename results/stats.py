@@ -97,31 +97,43 @@ def comparisons(grid: Grid, baseline: str | None = None) -> list[tuple[str, str]
     return [(row, base) for base in against for row in rows]
 
 
+def column_metrics(grid: Grid, column: str) -> list:
+    """The metrics (benchmarks.tasks.Metric) a column shows, headline first."""
+    return list(dict.fromkeys(m for g in grid.groups if g.column == column for m in g.metrics))
+
+
 def difference_lines(grid: Grid, columns: list[tuple[str, str | None, str]],
                      baseline: str | None = None) -> list[str]:
-    """One line per comparison and table column where the two share a finished seed:
-    "vasso - sam on resnet18: +0.30 [+0.05, +0.55], n = 3: distinguishable from zero (higher)".
+    """One line per comparison, table column and metric where the two share a finished
+    seed: "vasso - sam on resnet18: +0.30 [+0.05, +0.55], n = 3: distinguishable from zero (higher)".
 
-    ``columns``: (column, metric, label) as the table lays them out (a column with a
-    paper value is two: final and best)."""
+    ``columns``: (column, at, label) as the table lays them out (a column with a paper
+    value is two: final and best)."""
     lines = []
     for row, base in comparisons(grid, baseline):
-        for column, metric, label in columns:
+        for column, at, label in columns:
             a, b = grid.cell(row, column), grid.cell(base, column)
             if a is None or b is None:
                 continue
-            difference = paired(a.values_by_seed(metric), b.values_by_seed(metric))
-            if difference.n:  # a column where the two share no finished seed has nothing to say
-                where = f" on {label}" if label else ""
-                lines.append(f"{row} - {base}{where}: {difference}")
+            metrics = column_metrics(grid, column)
+            for metric in metrics:
+                difference = paired(a.values_by_seed(at, metric=metric.name),
+                                    b.values_by_seed(at, metric=metric.name))
+                if difference.n:  # a column where the two share no finished seed has nothing to say
+                    where = ", ".join(filter(None, [label, metric.name if len(metrics) > 1 else ""]))
+                    lines.append(f"{row} - {base}{f' on {where}' if where else ''}: {difference}")
     return lines
 
 
-def undecided_best(grid: Grid, column: str, metric: str | None) -> bool:
-    """Whether the column's best mean is not distinguishable from the runner-up's
+def undecided_best(grid: Grid, at: str | None) -> frozenset[tuple[str, str]]:
+    """The (column, metric) whose best mean is not distinguishable from the runner-up's
     (paired, as above; a tie, or fewer than two common seeds, is not distinguishable)."""
-    seeds = [g.values_by_seed(metric) for g in grid.groups if g.column == column]
-    ranked = sorted((s for s in seeds if s), key=lambda s: statistics.fmean(s.values()), reverse=True)
-    if len(ranked) < 2:
-        return False
-    return not paired(ranked[0], ranked[1]).distinguishable
+    undecided = set()
+    for column in grid.columns:
+        for metric in column_metrics(grid, column):
+            seeds = [g.values_by_seed(at, metric=metric.name) for g in grid.groups if g.column == column]
+            ranked = sorted((s for s in seeds if s), key=lambda s: statistics.fmean(s.values()),
+                            reverse=metric.higher_is_better)
+            if len(ranked) >= 2 and not paired(ranked[0], ranked[1]).distinguishable:
+                undecided.add((column, metric.name))
+    return frozenset(undecided)

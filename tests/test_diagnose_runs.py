@@ -16,9 +16,9 @@ from benchmarks.runstate import Holders, classify
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """Two epochs of five SAM steps on noisy digits, a snapshot after each."""
+    """Two epochs of five SAM steps (batches of 256) on noisy digits, a snapshot after each."""
     root = tmp_path_factory.mktemp("runs")
-    cfg = TrainConfig("digits", optimizer="sam", epochs=2, max_steps=5, label_noise=0.4,
+    cfg = TrainConfig("digits", optimizer="sam", epochs=2, batch_size=256, label_noise=0.4,
                       snapshot_every=1, runs_dir=str(root), progress="none")
     engine.train(cfg)
     return cfg, run_dir(cfg)
@@ -43,7 +43,7 @@ def test_diagnose_scores_every_snapshot_and_theta(trained, tmp_path, capsys):
                           "--json", str(out)]) == 0
     records = json.loads(out.read_text())["records"]
     assert [(r["epoch"], r["theta"]) for r in records] == [(1, 1.0), (1, 0.2), (2, 1.0), (2, 0.2)]
-    assert all(r["steps"] == 6 and r["samples"] == 1344 for r in records)  # 21 full batches of 64
+    assert all(r["steps"] == 6 and r["samples"] == 1280 for r in records)  # 5 full batches of 256
     for sam, vasso in zip(records[::2], records[1::2]):  # the mechanism, on the run's own batches
         assert vasso["distance_mean"] < sam["distance_mean"] and vasso["cos_mean"] > sam["cos_mean"]
     assert "||e-e*||/rho" in capsys.readouterr().out

@@ -18,9 +18,9 @@ TABLES_MK = Path(__file__).resolve().parent.parent / "results" / "tables.mk"
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """SAM and VaSSO, two seeds each, one epoch of three steps, a snapshot after it."""
+    """SAM and VaSSO, two seeds each, one epoch of five steps, a snapshot after it."""
     root = tmp_path_factory.mktemp("runs")
-    cells = grid({"task": "digits", "experiment": "tiny", "epochs": 1, "max_steps": 3, "snapshot_every": 1,
+    cells = grid({"task": "digits", "experiment": "tiny", "epochs": 1, "batch_size": 256, "snapshot_every": 1,
                   "label_noise": 0.4, "progress": "none"}, optimizer=("sam", "vasso"), seed=(0, 1))
     experiment = Experiment("tiny", "Tiny", cells, columns=("model",))
     for cfg in cells:
