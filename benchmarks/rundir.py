@@ -492,8 +492,9 @@ class RunDir:
         meta.update(versions=versions(), git_commit=git_commit(), host=socket.gethostname(),
                     device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                     argv=sys.argv, **extra)
-        meta.setdefault("starts", []).append({
-            "time": now(), "host": meta["host"], "pid": os.getpid(), "slurm_job_id": job,
+        meta.setdefault("starts", []).append({  # per start: a resumed run may be another commit's
+            "time": now(), "host": meta["host"], "device": meta["device"], "git_commit": meta["git_commit"],
+            "pid": os.getpid(), "slurm_job_id": job,
             "slurm_restart_count": int(restarts) if restarts and restarts.isdigit() else None})
         atomic_write_json(self.file(META), meta)
 
