@@ -30,6 +30,7 @@ import torch
 
 torch.set_num_threads(1)
 os.environ["VASSO_SKIP_DATA_CHECKSUMS"] = "1"  # see the module docstring
+os.environ["VASSO_TENSORBOARD"] = "0"  # no event files from the tests' runs (benchmarks.monitor), Slurm jobs too
 
 
 def _slurm_node_state() -> str | None:
