@@ -106,7 +106,7 @@ _MARKDOWN = _Style(
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
     "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "—": "---", "≈": r"$\approx$", "±": r"$\pm$", "·": r"\textperiodcentered{}", "†": r"\dag{}",
+    "—": "---", "≈": r"$\approx$", "±": r"$\pm$", "·": r"\textperiodcentered{}",
     "<": r"\textless{}", ">": r"\textgreater{}",
 }
 

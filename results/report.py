@@ -20,7 +20,7 @@ the suite that made the runs, the python / torch / CUDA versions, devices and ho
 official code (docs/recipe.md, CIFAR experiments), the seeds, and one line per
 finished run: its numbers and the run directory they came from. The commit most of
 the report's finished runs were made by is the reference; a run made (or resumed) by
-another is marked † wherever its numbers are listed, and its section says how many.
+another is marked "(other commit)" where its numbers are listed, and its section says how many.
 
 States come from the one classifier (`benchmarks.runstate`, through `grid.collect`),
 the same `python -m slurm status` shows. Exit status: 0 written, 1 the PDF could not
@@ -53,7 +53,7 @@ from .reference import recipe_rows
 from .render import latex_escape
 from .runs import METRICS, Run
 
-MARK = "†"  # a number made by another commit of the suite than the report's others
+MARK = "(other commit)"  # a number made by another commit of the suite than the report's others
 SEED_NOTE = ("seed indices; the engine derives each run's seed from (task, dataset, model, index), "
              "never from the method, so every method of a seed sees the same data and initial weights")
 
@@ -246,8 +246,8 @@ def source_rows(section: Section) -> tuple[list[str], list[list[str]]]:
 def marked_note(section: Section, reference: str | None) -> str | None:
     if not section.marked:
         return None
-    return (f"{MARK} {section.marked} of {section.done} finished runs were made (or resumed) by another "
-            f"commit of the suite than the report's others ({short(reference)}): see the provenance.")
+    return (f"{section.marked} of {section.done} finished runs were made (or resumed) by another commit "
+            f"of the suite than the report's others ({short(reference)}): marked {MARK} in the provenance.")
 
 
 # -- LaTeX -------------------------------------------------------------------------------------
@@ -427,8 +427,8 @@ def compile_pdf(tex: Path) -> str | None:
     if pdflatex is None:
         return "pdflatex not found: install it (bash scripts/install-latex.sh, as root) and run again"
     for _ in range(2):
-        done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", tex.name],
-                              cwd=tex.parent, capture_output=True, text=True, timeout=300, check=False)
+        done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", tex.name], cwd=tex.parent,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300, check=False)
         if done.returncode != 0:
             return f"pdflatex failed (exit {done.returncode}); see {tex.with_suffix('.log')}"
     return None
