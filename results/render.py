@@ -250,11 +250,9 @@ def tabular(grid: Grid) -> str:
 
 
 def html(grid: Grid) -> str:
-    """The table as an HTML `<table>` with its caption (the report's page)."""
+    """The table as an HTML `<table>` (the report's page; `caption(grid)` goes beside it)."""
     header, body = _layout(grid, _HTML)
-    out = [f'<table class="results" id="table-{html_text.escape(grid.name)}">',
-           f"<caption>{html_text.escape(caption(grid))}</caption>",
-           "<thead><tr>" + "".join(f"<th>{cell}</th>" for cell in header) + "</tr></thead>", "<tbody>"]
+    out = [f'<table class="results" id="table-{html_text.escape(grid.name)}">', "<thead><tr>" + "".join(f"<th>{cell}</th>" for cell in header) + "</tr></thead>", "<tbody>"]
     out += ["<tr>" + f"<th>{line[0]}</th>" + "".join(f"<td>{cell}</td>" for cell in line[1:]) + "</tr>"
             for line in body]
     out.append("</tbody></table>")

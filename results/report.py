@@ -210,7 +210,6 @@ def environment(section: Section, reference: str | None) -> list[tuple[str, str]
         ("hosts", tally([h for s in sources for h in s.hosts])),
         ("seeds", ", ".join(str(v) for v in sorted({getattr(s.run.cfg, "seed", "?") for s in sources},
                                                       key=str)) + f" ({SEED_NOTE})"),
-        ("recipe", recipe_note(section.experiment)),
     ]
     unreadable = [f"{s.where}: {s.problem}" for s in sources if s.problem]
     if unreadable:
@@ -218,15 +217,15 @@ def environment(section: Section, reference: str | None) -> list[tuple[str, str]
     return lines
 
 
-def recipe_note(experiment: Any) -> str:
-    """The settings of the experiment that differ from the official code (docs/recipe.md)."""
+def recipe_differences(experiment: Any) -> list[str]:
+    """The settings of the experiment that differ from the official code, one line each:
+    "setting: the suite's value (why)", from docs/recipe.md (the CIFAR recipe)."""
     if not all(getattr(cfg, "task", None) == "cifar" for cfg in experiment.cells):
-        return "the suite's own experiment: no official code to compare with (benchmarks/experiments.py)"
+        return ["the suite's own experiment: no official code to compare with (benchmarks/experiments.py)"]
     rows = [r for r in recipe_rows() if not r["why they differ"].startswith("same")]
-    differ = "; ".join(f"{r['setting']}: {r['suite default (paper experiments)']} "
-                       f"(official: {r['official code (file:line)'].split(':')[0]}; {r['why they differ']})"
-                       for r in rows)
-    return f"differs from the official code in: {differ.replace('`', '')} (docs/recipe.md)"
+    plain = lambda text: text.replace("`", "").replace("*", "")  # Markdown's code and emphasis
+    return [plain(f"{r['setting']}: {r['suite default (paper experiments)']} ({r['why they differ']})")
+            for r in rows] + ["the official code's value and file:line of each: docs/recipe.md"]
 
 
 def source_rows(section: Section) -> tuple[list[str], list[list[str]]]:
@@ -255,7 +254,8 @@ def marked_note(section: Section, reference: str | None) -> str | None:
 def _tex(text: str) -> str:
     """Escaped, with break points after slashes (run directories, paths); "--" stays two
     hyphens (options), and a character pdflatex has no glyph for becomes "?"."""
-    escaped = latex_escape(text).replace("/", "/\\allowbreak{}").replace("--", "-{}-")
+    hyphens = latex_escape(text.replace("--", "\0"))  # not "---", the escape of an em dash
+    escaped = hyphens.replace("\0", "-{}-").replace("/", "/\\allowbreak{}")
     return "".join(ch if ord(ch) < 128 else "?" for ch in escaped)
 
 
@@ -329,7 +329,9 @@ def _latex_provenance(section: Section, report: Report) -> list[str]:
         return out + ["Not yet run: no finished cell.", ""]
     out += [r"\begin{description}"]
     out += [rf"\item[{_tex(what)}] {_tex(value)}" for what, value in environment(section, report.commit)]
-    out += [r"\end{description}"]
+    out += [r"\item[recipe] settings that differ from the official code:", r"\begin{itemize}\small"]
+    out += [rf"\item {_tex(line)}" for line in recipe_differences(section.experiment)]
+    out += [r"\end{itemize}", r"\end{description}"]
     header, rows = source_rows(section)
     out += [r"{\scriptsize\setlength{\tabcolsep}{3pt}",
             rf"\begin{{longtable}}{{lllrrllll}}", r"\toprule",
@@ -344,7 +346,7 @@ def _latex_provenance(section: Section, report: Report) -> list[str]:
 STYLE = """
 body { font-family: sans-serif; max-width: 75em; margin: 2em auto; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-caption { caption-side: bottom; text-align: left; font-size: 0.85em; color: #555; padding-top: 0.4em; }
+p.caption { font-size: 0.85em; color: #555; margin-top: 0; }
 th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 thead th { border-bottom: 2px solid #222; }
@@ -386,7 +388,7 @@ def _html_section(section: Section, report: Report) -> list[str]:
     if not section.done:
         out.append(f'<p class="not-yet-run">Not yet run: {_h(state_summary(grid))}.</p>')
         return out + _html_commands(section) + ["</section>"]
-    out.append(render.html(grid))
+    out += [render.html(grid), f'<p class="caption">{_h(render.caption(grid))}</p>']
     # results/stats.py's paired statistics (per column, each method against its baseline) go here.
     note = marked_note(section, report.commit)
     if note:
@@ -403,6 +405,8 @@ def _html_section(section: Section, report: Report) -> list[str]:
     out += [f"<h3>Provenance: {_h(grid.title)}</h3>", '<table class="provenance environment"><tbody>']
     out += [f"<tr><th>{_h(what)}</th><td>{_h(value)}</td></tr>" for what, value in environment(section, report.commit)]
     out.append("</tbody></table>")
+    out += ["<p>Recipe: settings that differ from the official code</p>", '<ul class="recipe">']
+    out += [f"<li>{_h(line)}</li>" for line in recipe_differences(section.experiment)] + ["</ul>"]
     header, rows = source_rows(section)
     out += ['<table class="provenance sources">',
             "<thead><tr>" + "".join(f"<th>{_h(h)}</th>" for h in header) + "</tr></thead><tbody>"]

@@ -97,7 +97,7 @@ def expected_content(root: Path, experiments: list[Experiment]) -> list[str]:
         "1 of 4 cells done, 1 stopped, 1 failed, 1 not launched",
         f"python -m slurm launch label-noise --runs-dir {root}", "starts the 1 not launched and 1 stopped cells",
         f"python -m slurm retry label-noise --runs-dir {root}", "reruns the 1 failed cells",
-        "CUDA out of memory", run_dir(noise.cells[3]).name,  # the never-launched cell's directory
+        "CUDA out of memory", "seed 0: not launched — ", run_dir(noise.cells[3]).name,  # its directory
         "Not yet run: 0 of 1 cells done, 1 not launched",
         f"python -m slurm launch theta --runs-dir {root}",
         # provenance
