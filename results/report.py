@@ -126,24 +126,24 @@ def completing_commands(grid: Grid, options: str) -> list[tuple[str, str]]:
     counts = Counter(run.state for run in grid.runs)
 
     def cells(*states: str) -> str:
-        return " and ".join(f"{counts[s]} {s}" for s in states if counts[s])
+        """"2 not launched and 1 stopped cells", "1 failed cell"."""
+        kinds = " and ".join(f"{counts[s]} {s}" for s in states if counts[s])
+        return f"{kinds} cell{'' if sum(counts[s] for s in states) == 1 else 's'}"
 
     name = shlex.quote(grid.name)
     commands = []
     if counts[NOT_LAUNCHED] or counts[STOPPED]:
         resumes = " (a stopped one resumes from its checkpoint)" if counts[STOPPED] else ""
         commands.append((f"python -m slurm launch {name}{options}",
-                         f"starts the {cells(NOT_LAUNCHED, STOPPED)} cells{resumes}"))
+                         f"starts the {cells(NOT_LAUNCHED, STOPPED)}{resumes}"))
     if counts[FAILED]:
-        commands.append((f"python -m slurm retry {name}{options}", f"reruns the {counts[FAILED]} failed cells"))
+        commands.append((f"python -m slurm retry {name}{options}", f"reruns the {cells(FAILED)}"))
     if counts[INVALID]:
         commands.append((f"python -m slurm repair {name}{options}",
-                         f"moves the damaged files of the {counts[INVALID]} invalid cells aside; "
-                         "launch then reruns them"))
+                         f"moves the damaged files of the {cells(INVALID)} aside; launch then reruns them"))
     if counts[RUNNING] or counts[PENDING]:
         commands.append((f"python -m slurm status {name}{options}",
-                         f"follows the {cells(RUNNING, PENDING)} cells; `make report` again "
-                         "renders them once done"))
+                         f"follows the {cells(RUNNING, PENDING)}; `make report` again renders them once done"))
     return commands
 
 

@@ -96,7 +96,7 @@ def expected_content(root: Path, experiments: list[Experiment]) -> list[str]:
         "80.25 (1)",  # label-noise: the one cell done
         "1 of 4 cells done, 1 stopped, 1 failed, 1 not launched",
         f"python -m slurm launch label-noise --runs-dir {root}", "starts the 1 not launched and 1 stopped cells",
-        f"python -m slurm retry label-noise --runs-dir {root}", "reruns the 1 failed cells",
+        f"python -m slurm retry label-noise --runs-dir {root}", "reruns the 1 failed cell",
         "CUDA out of memory", "seed 0: not launched — ", run_dir(noise.cells[3]).name,  # its directory
         "Not yet run: 0 of 1 cells done, 1 not launched",
         f"python -m slurm launch theta --runs-dir {root}",
@@ -190,3 +190,22 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert "does not exist; pass --runs-dir" in capsys.readouterr().err
     assert report.main(["--runs-dir", str(tmp_path), "--only", "nonesuch"]) == 2
     assert "unknown experiment 'nonesuch'" in capsys.readouterr().err
+
+
+def test_every_state_not_done_has_the_command_that_completes_it():
+    from types import SimpleNamespace
+
+    states = ["done", "not launched", "not launched", "stopped", "failed", "invalid", "running", "pending"]
+    grid = SimpleNamespace(name="cifar10", runs=[SimpleNamespace(state=s) for s in states])
+    assert report.completing_commands(grid, " --runs-dir /scratch") == [
+        ("python -m slurm launch cifar10 --runs-dir /scratch",
+         "starts the 2 not launched and 1 stopped cells (a stopped one resumes from its checkpoint)"),
+        ("python -m slurm retry cifar10 --runs-dir /scratch", "reruns the 1 failed cell"),
+        ("python -m slurm repair cifar10 --runs-dir /scratch",
+         "moves the damaged files of the 1 invalid cell aside; launch then reruns them"),
+        ("python -m slurm status cifar10 --runs-dir /scratch",
+         "follows the 1 running and 1 pending cells; `make report` again renders them once done"),
+    ]
+    assert report.completing_commands(SimpleNamespace(name="x", runs=grid.runs[:1]), "") == []
+    assert report.state_summary(grid) == ("1 of 8 cells done, 1 running, 1 pending, 1 stopped, 1 failed, "
+                                          "1 invalid, 2 not launched")
