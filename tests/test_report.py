@@ -209,3 +209,28 @@ def test_every_state_not_done_has_the_command_that_completes_it():
     assert report.completing_commands(SimpleNamespace(name="x", runs=grid.runs[:1]), "") == []
     assert report.state_summary(grid) == ("1 of 8 cells done, 1 running, 1 pending, 1 stopped, 1 failed, "
                                           "1 invalid, 2 not launched")
+
+
+def test_provenance_of_a_run_the_engine_made(tmp_path):
+    """Not a fixture: meta.json as the engine writes it today."""
+    import platform
+    import socket
+
+    import torch
+
+    from benchmarks.config import TrainConfig
+    from benchmarks.engine import train
+    from benchmarks.rundir import git_commit
+
+    cfg = TrainConfig("digits", epochs=1, max_steps=2, batch_size=32, optimizer="sam", progress="none",
+                      experiment="tiny", runs_dir=str(tmp_path))
+    train(cfg)
+    experiment = Experiment("tiny", "A tiny run", (cfg,), columns=("label_noise",))
+    built_report = report.build([experiment], tmp_path, tmp_path / "report")
+    text = text_of(report.html_page(built_report))
+    commit = git_commit()  # None outside a git checkout
+    assert (f"commit of the suite {report.short(commit)} (1 run)" if commit else "commit of the suite unknown") in text
+    for expected in (f"python {platform.python_version()} (1 run)", f"torch {torch.__version__} (1 run)",
+                     "devices cpu (1 run)", f"hosts {socket.gethostname()} (1 run)", f"tiny/{run_dir(cfg).name}"):
+        assert expected in text, expected
+    assert "other commit" not in text
