@@ -48,10 +48,10 @@ from benchmarks.rundir import META, git_commit, try_read_json
 from benchmarks.runstate import DONE, FAILED, INVALID, NOT_LAUNCHED, PENDING, RUNNING, STOPPED, scheduler_queue
 
 from . import render
-from .grid import Grid, Group, collect
+from .grid import ExperimentError, Grid, Group, collect
 from .reference import recipe_rows
 from .render import latex_escape
-from .runs import METRICS, Run
+from .runs import AT, Run
 
 MARK = "(other commit)"  # a number made by another commit of the suite than the report's others
 SEED_NOTE = ("seed indices; the engine derives each run's seed from (task, dataset, model, index), "
@@ -154,7 +154,7 @@ def state_summary(grid: Grid) -> str:
         f", {counts[s]} {s}" for s in order[1:] if counts[s])
 
 
-def build(experiments: list[Any], runs_dir: Path, folder: Path, metric: str = "final",
+def build(experiments: list[Any], runs_dir: Path, folder: Path, at: str = "final",
           options: str = "") -> Report:
     """Read every experiment's runs into a Report; figures are drawn into `folder/figures`.
 
@@ -165,7 +165,7 @@ def build(experiments: list[Any], runs_dir: Path, folder: Path, metric: str = "f
     queue = scheduler_queue()  # one squeue for the whole report
     sections = []
     for experiment in experiments:
-        grid = collect(experiment, runs_dir=runs_dir, metric=metric, slurm_jobs=queue)
+        grid = collect(experiment, runs_dir=runs_dir, at=at, slurm_jobs=queue)
         section = Section(experiment, grid, commands=completing_commands(grid, options))
         if section.done:
             section.figures = [p.with_suffix("") for p in draw_figures(grid, folder / "figures")
@@ -230,13 +230,15 @@ def recipe_differences(experiment: Any) -> list[str]:
 
 def source_rows(section: Section) -> tuple[list[str], list[list[str]]]:
     """The header and one row per finished run: its numbers and where they came from."""
-    header = [section.grid.row_field, "column", "seed", *(f"{m} acc" for m in METRICS), "commit",
-              "host", "device", "run directory"]
+    header = [section.grid.row_field, "column", "seed", "test metric", *AT, "commit", "host", "device",
+              "run directory"]
     rows = []
     for s in section.sources:
-        numbers = [f"{s.run.accuracies[m]:.2f}" if s.run.accuracies.get(m) is not None else "—" for m in METRICS]
+        metric = s.group.metric  # the headline one: the table's, the figure's
+        numbers = [format(value, metric.format) if value is not None else "—"
+                   for value in (s.run.value(metric.name, at) for at in AT)]
         commit = ", ".join(short(c) for c in s.commits) or "unknown"
-        rows.append([s.group.row, s.group.column or "—", str(getattr(s.run.cfg, "seed", "?")), *numbers,
+        rows.append([s.group.row, s.group.column or "—", str(getattr(s.run.cfg, "seed", "?")), metric.name, *numbers,
                      commit + (f" {MARK}" if s.marked else ""), ", ".join(s.hosts) or "unknown",
                      ", ".join(s.devices) or "unknown", s.where])
     return header, rows
@@ -334,7 +336,7 @@ def _latex_provenance(section: Section, report: Report) -> list[str]:
     out += [r"\end{itemize}", r"\end{description}"]
     header, rows = source_rows(section)
     out += [r"{\scriptsize\setlength{\tabcolsep}{3pt}",
-            rf"\begin{{longtable}}{{lllrrllll}}", r"\toprule",
+            rf"\begin{{longtable}}{{llllrrllll}}", r"\toprule",
             " & ".join(_tex(h) for h in header) + r" \\", r"\midrule", r"\endhead"]
     out += [" & ".join(_tex(cell) for cell in row) + r" \\" for row in rows]
     out += [r"\bottomrule", r"\end{longtable}}"]
@@ -458,8 +460,8 @@ def build_parser() -> ArgumentParser:
                         help="where the runs are (default: $VASSO_RUNS, else ./runs); must exist")
     parser.add_argument("--out", type=Path, default=Path("outputs"),
                         help="the report goes to OUT/report/ (default: ./outputs)")
-    parser.add_argument("--metric", choices=METRICS, default="final",
-                        help="the statistic of columns without a paper value (as `python -m results`)")
+    parser.add_argument("--metric", dest="at", choices=AT, default="final",
+                        help="the evaluation columns without a paper value show (as `python -m results`)")
     parser.add_argument("--experiments-module", default=os.environ.get("VASSO_EXPERIMENTS_MODULE"),
                         help="module (dotted name or .py path) whose EXPERIMENTS to report instead of "
                         "benchmarks.experiments (env VASSO_EXPERIMENTS_MODULE)")
@@ -484,7 +486,11 @@ def main(argv: list[str] | None = None) -> int:
     given = [("--runs-dir", args.runs_dir), ("--experiments-module", args.experiments_module)]
     options = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given if value)
     folder = args.out / "report"
-    report = build(experiments, runs_dir, folder, args.metric, options)
+    try:
+        report = build(experiments, runs_dir, folder, args.at, options)
+    except ExperimentError as exc:  # an experiment laid out by fields its cells lack, ...
+        print(f"python -m results.report: error: {exc}", file=sys.stderr)
+        return 2
     written, problem = write(report, folder)
     for section in report.sections:
         for skipped in section.grid.problems:

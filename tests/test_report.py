@@ -222,7 +222,7 @@ def test_provenance_of_a_run_the_engine_made(tmp_path):
     from benchmarks.engine import train
     from benchmarks.rundir import git_commit
 
-    cfg = TrainConfig("digits", epochs=1, max_steps=2, batch_size=32, optimizer="sam", progress="none",
+    cfg = TrainConfig("digits", max_steps=2, batch_size=32, optimizer="sam", progress="none",
                       experiment="tiny", runs_dir=str(tmp_path))
     train(cfg)
     experiment = Experiment("tiny", "A tiny run", (cfg,), columns=("label_noise",))
