@@ -12,9 +12,9 @@ read of its own:
   the host anyway (the end of an epoch).
 
 Event files go to ``<run dir>/tensorboard/`` (``benchmarks.rundir.TENSORBOARD``), a new
-file per start; a resumed run passes the step it resumes from, and TensorBoard drops
-what an earlier start logged from that step on (``purge_step``), so a curve never shows
-the steps a preempted run repeated twice.
+file per start; a resumed run passes the step of the checkpoint it resumes from, and
+TensorBoard drops what an earlier start logged after that step (``purge_step``), so a
+curve never shows the steps a preempted run repeated twice.
 
 Whether it is on: ``VASSO_TENSORBOARD=1`` on, ``0`` off; unset, on inside a Slurm job
 when the ``tensorboard`` package is installed, off elsewhere. The suite runs without
@@ -63,20 +63,22 @@ def wanted(environ: Mapping[str, str] = os.environ) -> bool:
 class Monitor:
     """Scalars of one run into ``<run dir>/tensorboard/``; every method is a no-op when off."""
 
-    def __init__(self, run_dir: Path | None, start_step: int = 0) -> None:
-        """`run_dir` None: off. `start_step`: the step this start resumes from (0: a fresh run)."""
+    def __init__(self, run_dir: Path | None, resumed_at: int = 0) -> None:
+        """`run_dir` None: off. `resumed_at`: the step of the checkpoint this start resumes
+        from (0: a fresh run); what earlier starts logged after it is dropped."""
         self.writer = None
         self._pending: list[tuple[int, list[str], torch.Tensor]] = []
+        self._lr_step = -1  # the step whose learning rate was written last
         if run_dir is not None:
             from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
 
             self.writer = SummaryWriter(str(Path(run_dir) / TENSORBOARD),
-                                        purge_step=start_step if start_step > 0 else None)
+                                        purge_step=resumed_at + 1 if resumed_at > 0 else None)
 
     @classmethod
-    def open(cls, run_dir: Path, start_step: int = 0, environ: Mapping[str, str] = os.environ) -> Monitor:
+    def open(cls, run_dir: Path, resumed_at: int = 0, environ: Mapping[str, str] = os.environ) -> Monitor:
         """On or off as `VASSO_TENSORBOARD` and the environment say (:func:`wanted`)."""
-        return cls(run_dir if wanted(environ) else None, start_step)
+        return cls(run_dir if wanted(environ) else None, resumed_at)
 
     @property
     def on(self) -> bool:
@@ -87,15 +89,14 @@ class Monitor:
         as ``<split>/<name>`` at the line's step, and the learning rate as ``lr``."""
         if self.writer is None:
             return
-        lr_steps = set()
         for line in lines:
             step = int(line["step"])
             for name, value in line.items():
                 if name not in _STAMP and _finite_number(value):
                     self.writer.add_scalar(f"{line['split']}/{name}", value, step)
-            if _finite_number(line.get("lr")) and step not in lr_steps:  # every split's line has it
+            if _finite_number(line.get("lr")) and step != self._lr_step:  # every split's line has it
                 self.writer.add_scalar("lr", line["lr"], step)
-                lr_steps.add(step)
+                self._lr_step = step
         self.writer.flush()
 
     def record(self, step: int, **scalars: torch.Tensor) -> None:

@@ -55,7 +55,7 @@ def test_a_resumed_run_replaces_the_steps_it_repeats(tmp_path):
     with Monitor(tmp_path) as first:  # preempted after its third evaluation, checkpoint at step 20
         for epoch, acc in ((1, 60.0), (2, 65.0), (3, 99.0)):
             first.lines(epoch_lines(epoch, 10 * epoch, acc))
-    with Monitor(tmp_path, start_step=21) as resumed:
+    with Monitor(tmp_path, resumed_at=20) as resumed:
         resumed.lines(epoch_lines(3, 30, 68.0))
     assert read(tmp_path)["test/acc"] == [(10, 60.0), (20, 65.0), (30, 68.0)]
 
@@ -87,3 +87,33 @@ def test_bad_settings_say_what_to_do(monkeypatch):
     assert monitor.wanted({"SLURM_JOB_ID": "7"}) is False  # the suite runs without the package
     with pytest.raises(ValueError, match="pip install tensorboard"):
         monitor.wanted({"VASSO_TENSORBOARD": "1"})
+
+
+def test_the_engine_writes_what_it_logs(tmp_path, monkeypatch):
+    import json
+
+    from benchmarks.config import TrainConfig, run_dir
+    from benchmarks.engine import train
+
+    monkeypatch.setenv("VASSO_TENSORBOARD", "1")
+    cfg = TrainConfig("digits", epochs=2, batch_size=64, optimizer="sam", progress="none", runs_dir=str(tmp_path))
+    train(cfg)
+    scalars = read(run_dir(cfg))
+    lines = [json.loads(line) for line in (run_dir(cfg) / "metrics.jsonl").read_text().splitlines()]
+    for line in lines:  # every number of metrics.jsonl, at its step
+        for name in ("loss", "acc"):
+            assert (line["step"], pytest.approx(line[name])) in scalars[f"{line['split']}/{name}"]
+    assert [step for step, _ in scalars["lr"]] == sorted({line["step"] for line in lines})
+    steps = [step for step, _ in scalars["step/loss"]]  # the loss where the engine reads the host anyway
+    assert len(steps) >= 10 and steps == sorted(steps) and steps[-1] <= lines[-1]["step"]
+
+
+def test_a_bad_setting_is_bad_input_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    from benchmarks.__main__ import main
+    from benchmarks.config import TrainConfig, run_dir, to_argv
+
+    monkeypatch.setenv("VASSO_TENSORBOARD", "yes please")
+    cfg = TrainConfig("digits", epochs=1, progress="none", runs_dir=str(tmp_path))
+    assert main(to_argv(cfg)) == 2
+    assert "VASSO_TENSORBOARD='yes please'" in capsys.readouterr().err
+    assert not run_dir(cfg).exists()
