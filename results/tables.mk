@@ -13,7 +13,7 @@
 
 SLURM_ARGS ?=
 
-.PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta \
+.PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta report tensorboard \
 	table-noise-digits figure-noise-digits table-noise-mnist1d figure-noise-mnist1d \
 	figure-adversary figure-adversary-mnist1d table-sharpness table-efficiency figure-efficiency
 
@@ -82,3 +82,16 @@ table-sharpness: install  ## top Hessian eigenvalue of the final CIFAR models (T
 table-efficiency figure-efficiency: install  ## cheaper steps (CIFAR-10 ResNet-18, CIFAR-100 WRN-28-10): launch what is missing, render what is done
 	$(PY) -m slurm launch efficiency $(SLURM_ARGS)
 	$(PY) -m results.efficiency
+
+# Renders only: nothing is launched or trained. `make report` right after `make demo`
+# shows the demo's table and figure, and every other experiment as not yet run with
+# the command that starts it.
+report: install  ## every experiment in one PDF and one web page: outputs/report/report.{pdf,html}
+	$(PY) -m results.report
+
+# TensorBoard reads the event files the engine writes into each run directory
+# (benchmarks/monitor.py): on by default in a Slurm job, VASSO_TENSORBOARD=1 elsewhere.
+# TENSORBOARD_ARGS passes options, e.g. `make tensorboard TENSORBOARD_ARGS="--port 6007 --bind_all"`.
+TENSORBOARD_ARGS ?=
+tensorboard: install  ## TensorBoard on the runs directory (VASSO_RUNS, else ./runs): live curves of running cells
+	$(PY) -m tensorboard.main --logdir "$${VASSO_RUNS:-runs}" $(TENSORBOARD_ARGS)
