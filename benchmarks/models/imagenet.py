@@ -23,6 +23,7 @@ from . import register_model
 VITS = {"vit_s32": ("vit_small_patch32_224", 32), "vit_s16": ("vit_small_patch16_224", 16),
         "vit_b32": ("vit_base_patch32_224", 32)}
 RESNET_STRIDE = 32
+MODELS = ("resnet18_imagenet", "resnet50", *VITS)
 
 
 def image_size_problem(model: str, image_size: int) -> str | None:
