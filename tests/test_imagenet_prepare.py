@@ -96,7 +96,7 @@ def test_what_it_cannot_place_stays_where_it_is_and_is_reported(flat, capsys):
     assert (val / f"{taken}.JPEG").read_bytes() == own             # neither file overwritten
     assert "not in the ground truth: 1 (stray.JPEG)" in out
     assert f"already in its class folder: 1 ({taken}.JPEG)" in out
-    assert f"not found: 1 ground-truth images ({absent})" in out
+    assert f"not found, ground-truth images: 1 ({absent})" in out
     assert "moved 7 images" in out
     # The task refuses the half-sorted folder, saying what to run.
     assert "prepare-val" in layout.missing_data(data)

@@ -129,9 +129,6 @@ class Report:
         return not self.unplaced and not self.taken
 
     def lines(self, val: pathlib.Path, source: str, total: int, dry_run: bool) -> list[str]:
-        def some(names: list[str]) -> str:
-            return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-
         verb = "would move" if dry_run else "moved"
         out = [f"{val}: {verb} {self.moved:,} images into class folders, {self.in_place:,} "
                f"were already in place (ground truth: {source})"]
@@ -140,18 +137,15 @@ class Report:
         out.append(f"{placed:,} of the {total:,} ground-truth images are in class folders"
                    + (f" ({len(self.per_class):,} classes, {min(counts)} to {max(counts)} "
                       "images per class)" if counts and not dry_run else ""))
-        if self.unplaced:
-            out.append(f"left in place, not in the ground truth: {len(self.unplaced):,} "
-                       f"({some(self.unplaced)})")
-        if self.taken:
-            out.append(f"left in place, a file of that name is already in its class folder: "
-                       f"{len(self.taken):,} ({some(self.taken)})")
-        if self.elsewhere:
-            out.append(f"in another class folder than the ground truth says (not moved): "
-                       f"{len(self.elsewhere):,} ({some(self.elsewhere)})")
-        if self.missing:
-            out.append(f"not found: {len(self.missing):,} ground-truth images "
-                       f"({some(self.missing)})")
+        for names, what in ((self.unplaced, "left in place, not in the ground truth"),
+                            (self.taken, "left in place, a file of that name is already in "
+                                         "its class folder"),
+                            (self.elsewhere, "in another class folder than the ground truth "
+                                             "says (not moved)"),
+                            (self.missing, "not found, ground-truth images")):
+            if names:
+                out.append(f"{what}: {len(names):,} ({', '.join(names[:3])}"
+                           f"{', ...' if len(names) > 3 else ''})")
         return out
 
 
