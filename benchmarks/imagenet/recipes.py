@@ -34,7 +34,7 @@ class Recipe:
     warmup_epochs: float       # linear warm-up, then cosine to 0
     weight_decay: float
     label_smoothing: float
-    grad_clip: float | None    # the descent gradient's global norm, None: no clipping
+    clip_grad_norm: float | None  # the descent gradient's global norm, None: no clipping
     precision: str             # "fp32" | "bf16" (autocast)
     rho: float                 # SAM's and VaSSO's radius
     theta: float               # VaSSO's averaging weight
@@ -54,7 +54,7 @@ RESNET = Recipe(
     warmup_epochs=5,        # *unverified*: Goyal et al. 2017
     weight_decay=1e-4,      # *unverified*: torchvision's reference
     label_smoothing=0.1,    # *unverified*: the SAM paper's ImageNet ResNets
-    grad_clip=None,         # *unverified*: none in torchvision's reference
+    clip_grad_norm=None,    # *unverified*: none in torchvision's reference
     precision="bf16",       # *unverified*: the SAM paper trained on TPUs; torchvision's reference in fp32
     rho=0.05,               # *unverified*: the SAM paper's ImageNet ResNets
     theta=0.9,              # *unverified*: the official VaSSO code's default
@@ -67,7 +67,7 @@ VIT = Recipe(
     warmup_epochs=32,       # *unverified*: Chen et al.'s 10,000 steps of 4096 images, in epochs
     weight_decay=0.3,       # *unverified*: Chen et al. 2022
     label_smoothing=0.0,    # *unverified*: Chen et al. use none
-    grad_clip=1.0,          # *unverified*: Chen et al. 2022
+    clip_grad_norm=1.0,     # *unverified*: Chen et al. 2022
     precision="bf16",       # *unverified*: Chen et al. trained on TPUs
     rho=0.05,               # *unverified*: SAM's default; Chen et al. tune it per model
     theta=0.9,              # *unverified*: the official VaSSO code's default
