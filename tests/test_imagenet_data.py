@@ -170,3 +170,20 @@ def test_an_input_size_a_model_cannot_take_is_one_line(name, size, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         create_model(name, 5, image_size=size)
     assert image_size_problem(name, 224) is None
+
+
+def test_both_paths_serve_the_same_batches_from_dataloader_workers(train_dir):
+    """In worker processes (the dataset and its keys pickled) as in the main process."""
+    from torch.utils.data import DataLoader
+
+    keys = [[(i, EPOCH) for i in (4, 0, 7)], [(i, EPOCH) for i in (2, 8, 1)]]
+    split = ImageNetSplit(train_dir, size=SIZE, train=True, seed=SEED)
+    served = [x for x, _ in DataLoader(split, batch_sampler=keys, num_workers=1)]
+    for batch, got in zip(keys, served):
+        assert torch.equal(got, through_loader_path(train_dir, batch, train=True))
+    encoded = ImageNetSplit(train_dir, size=SIZE, train=True, seed=SEED, encoded=True)
+    decoder = DeviceDecoder("cpu", size=SIZE, train=True, seed=SEED)
+    loader = DataLoader(encoded, batch_sampler=keys, num_workers=1, collate_fn=collate_encoded)
+    for batch, (data, labels, key_tensor) in zip(keys, loader):
+        assert key_tensor.tolist() == [list(k) for k in batch]
+        assert torch.equal(decoder(data, key_tensor), through_device_path(train_dir, batch, True, "cpu"))
