@@ -34,9 +34,9 @@ def through_loader_path(folder, keys, train: bool) -> torch.Tensor:
 
 def through_device_path(folder, keys, train: bool, device: str) -> torch.Tensor:
     split = ImageNetSplit(folder, size=SIZE, train=train, seed=SEED, encoded=True)
-    encoded, labels, key_tensor = collate_encoded([split[key] for key in keys])
-    assert labels.tolist() == [split.targets[i] for i, _ in keys]
-    out = DeviceDecoder(device, size=SIZE, train=train, seed=SEED)(encoded, key_tensor)
+    batch = collate_encoded([split[key] for key in keys])
+    assert batch.labels.tolist() == [split.targets[i] for i, _ in keys] and batch.train == train
+    out = DeviceDecoder(device, size=SIZE, seed=SEED)(batch)
     assert out.device.type == torch.device(device).type and out.dtype == torch.uint8
     return out.cpu()
 
@@ -182,8 +182,8 @@ def test_both_paths_serve_the_same_batches_from_dataloader_workers(train_dir):
     for batch, got in zip(keys, served):
         assert torch.equal(got, through_loader_path(train_dir, batch, train=True))
     encoded = ImageNetSplit(train_dir, size=SIZE, train=True, seed=SEED, encoded=True)
-    decoder = DeviceDecoder("cpu", size=SIZE, train=True, seed=SEED)
+    decoder = DeviceDecoder("cpu", size=SIZE, seed=SEED)
     loader = DataLoader(encoded, batch_sampler=keys, num_workers=1, collate_fn=collate_encoded)
-    for batch, (data, labels, key_tensor) in zip(keys, loader):
-        assert key_tensor.tolist() == [list(k) for k in batch]
-        assert torch.equal(decoder(data, key_tensor), through_device_path(train_dir, batch, True, "cpu"))
+    for batch, served in zip(keys, loader):
+        assert served.keys.tolist() == [list(k) for k in batch] and served.train
+        assert torch.equal(decoder(served), through_device_path(train_dir, batch, True, "cpu"))

@@ -21,6 +21,7 @@ Either way :func:`.transforms.normalise` makes the model's input on the device.
 from __future__ import annotations
 
 import pathlib
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -38,7 +39,7 @@ class ImageNetSplit(Dataset):
     ``train``: the drawn random-resized crop and flip of sample ``index`` in
     ``epoch`` (seeded by ``seed``); otherwise the resize and centre crop (the epoch is
     ignored; a plain index works too). Returns ``(uint8 CHW image, label)``, or with
-    ``encoded`` ``(file bytes, label, key)`` for :class:`DeviceDecoder`.
+    ``encoded`` ``(file bytes, label, key, train)`` for :func:`collate_encoded`.
     """
 
     def __init__(self, folder: str | pathlib.Path, *, size: int, train: bool, seed: int = 0,
@@ -61,7 +62,7 @@ class ImageNetSplit(Dataset):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         path, label = self.folder.samples[index]
         if self.encoded:
-            return pathlib.Path(path).read_bytes(), label, (index, epoch)
+            return pathlib.Path(path).read_bytes(), label, (index, epoch), self.train
         image = self.folder.loader(path)  # PIL, RGB
         if self.train:
             image = apply_train(image, train_crop(self.seed, epoch, index, image.height,
@@ -71,11 +72,19 @@ class ImageNetSplit(Dataset):
         return TF.pil_to_tensor(image), label
 
 
-def collate_encoded(items: list) -> tuple[list[bytes], Tensor, Tensor]:
-    """A batch of the device path: the files' bytes (a list: their lengths differ),
-    the labels and the ``(index, epoch)`` keys, as ``(encoded, labels, keys (N, 2))``."""
-    data, labels, keys = zip(*items)
-    return list(data), torch.tensor(labels), torch.tensor(keys)
+class EncodedBatch(NamedTuple):
+    """A batch of the device path: the files' bytes (a list: their lengths differ), the
+    labels, the ``(index, epoch)`` keys (N, 2), and whether it is a training batch."""
+
+    encoded: list[bytes]
+    labels: Tensor
+    keys: Tensor
+    train: bool
+
+
+def collate_encoded(items: list) -> EncodedBatch:
+    data, labels, keys, train = zip(*items)
+    return EncodedBatch(list(data), torch.tensor(labels), torch.tensor(keys), train[0])
 
 
 def decode(encoded: list[bytes], device: torch.device | str) -> list[Tensor]:
@@ -96,19 +105,19 @@ def decode(encoded: list[bytes], device: torch.device | str) -> list[Tensor]:
 
 
 class DeviceDecoder:
-    """Decode a batch of :func:`collate_encoded` on ``device`` and augment it there:
-    ``decoder(encoded, keys) -> uint8 (N, 3, size, size)``, the same crops and flips
-    (``train``) or the same resize and centre crop as :class:`ImageNetSplit`'s."""
+    """Decode an :class:`EncodedBatch` on ``device`` and augment it there:
+    ``decoder(batch) -> uint8 (N, 3, size, size)``, the same crops and flips (a training
+    batch, drawn under ``seed``) or the same resize and centre crop as
+    :class:`ImageNetSplit`'s."""
 
-    def __init__(self, device: torch.device | str, *, size: int, train: bool, seed: int = 0
-                 ) -> None:
-        self.device, self.size, self.train, self.seed = torch.device(device), size, train, seed
+    def __init__(self, device: torch.device | str, *, size: int, seed: int = 0) -> None:
+        self.device, self.size, self.seed = torch.device(device), size, seed
 
-    def __call__(self, encoded: list[bytes], keys: Tensor) -> Tensor:
-        images = decode(encoded, self.device)
+    def __call__(self, batch: EncodedBatch) -> Tensor:
+        images = decode(batch.encoded, self.device)
         out = []
-        for image, (index, epoch) in zip(images, keys.tolist()):
-            if self.train:
+        for image, (index, epoch) in zip(images, batch.keys.tolist()):
+            if batch.train:
                 height, width = image.shape[-2:]  # host metadata: no device sync
                 out.append(apply_train(image, train_crop(self.seed, epoch, index, height, width),
                                        self.size))

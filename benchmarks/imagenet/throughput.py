@@ -54,7 +54,7 @@ def time_path(folder: pathlib.Path, path: str, *, size: int, batch_size: int, wo
     loader = DataLoader(split, batch_sampler=batches, num_workers=workers,
                         collate_fn=collate_encoded if encoded else None,
                         pin_memory=device.type == "cuda" and not encoded)
-    decoder = DeviceDecoder(device, size=size, train=True) if encoded else None
+    decoder = DeviceDecoder(device, size=size) if encoded else None
     first_epoch = len(batches) // 3
     served, started = 0, None
     for k, batch in enumerate(loader):
@@ -62,8 +62,7 @@ def time_path(folder: pathlib.Path, path: str, *, size: int, batch_size: int, wo
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             started = time.perf_counter()
-        images = (decoder(batch[0], batch[2]) if encoded
-                  else batch[0].to(device, non_blocking=True))
+        images = decoder(batch) if encoded else batch[0].to(device, non_blocking=True)
         x = normalise(images, channels_last=channels_last)
         if started is not None:
             served += len(x)
