@@ -624,7 +624,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
            s.epoch_test_images, s.imagenet_batch_size, s.imagenet_images) < 1 or s.warmup < 0:
         p.error("sizes must be >= 1 (and --warmup >= 0)")
     if not a.no_imagenet:
-        from benchmarks.models.imagenet import MODELS, image_size_problem
+        from benchmarks.imagenet.sizes import MODELS, image_size_problem
 
         for model in s.imagenet_models:
             problem = (f"unknown ImageNet model {model}; valid: {', '.join(MODELS)}"

@@ -14,7 +14,7 @@ from torchvision import transforms as T
 from benchmarks.imagenet.data import DeviceDecoder, ImageNetSplit, collate_encoded, decode
 from benchmarks.imagenet.transforms import MEAN, STD, apply_train, normalise, random_resized_crop, train_crop
 from benchmarks.models import create_model
-from benchmarks.models.imagenet import image_size_problem
+from benchmarks.imagenet.sizes import image_size_problem
 from imagenet_fixtures import WNIDS, write_train
 
 SEED, EPOCH, SIZE = 7, 3, 32

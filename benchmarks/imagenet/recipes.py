@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..models.imagenet import MODELS
+from .sizes import MODELS
 
 
 @dataclass(frozen=True)
