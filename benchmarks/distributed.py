@@ -15,6 +15,7 @@ is the one-process step on the same global batch, up to the order of the sums.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from typing import Mapping, Sequence, TypeVar
@@ -86,3 +87,47 @@ def init_process_group(world: World, device: torch.device) -> None:
         backend = "nccl" if device.type == "cuda" else "gloo"
         torch.distributed.init_process_group(backend, rank=world.rank, world_size=world.size,
                                              device_id=device if device.type == "cuda" else None)
+
+
+class Collective:
+    """The few collective operations the engine needs, over a gloo group of host
+    tensors (no device synchronisation; on GPUs the gradients still go over NCCL, in
+    DistributedDataParallel). For one process every operation is the identity."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.group = torch.distributed.new_group(backend="gloo") if world.size > 1 else None
+
+    def _reduce(self, values: list[float], op) -> list[float]:
+        if self.group is None:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64)
+        torch.distributed.all_reduce(tensor, op=op, group=self.group)
+        return tensor.tolist()
+
+    def sum(self, values: list[float]) -> list[float]:
+        return self._reduce(values, torch.distributed.ReduceOp.SUM)
+
+    def max(self, value: float) -> float:
+        return self._reduce([value], torch.distributed.ReduceOp.MAX)[0]
+
+    def any(self, flag: bool) -> bool:
+        """Whether any rank's ``flag`` is set: every rank gets the same answer."""
+        return bool(self.max(float(flag)))
+
+    def broadcast(self, obj: T) -> T:
+        """Rank 0's ``obj`` (a checkpoint: tensors included) on every rank, sent as the
+        bytes of ``torch.save`` (``broadcast_object_list`` cannot rebuild tensors)."""
+        if self.group is None:
+            return obj
+        size = torch.zeros(1, dtype=torch.int64)
+        if self.world.main:
+            buffer = io.BytesIO()
+            torch.save(obj, buffer)
+            data = torch.frombuffer(bytearray(buffer.getbuffer()), dtype=torch.uint8)
+            size[0] = len(data)
+        torch.distributed.broadcast(size, src=0, group=self.group)
+        if not self.world.main:
+            data = torch.empty(int(size), dtype=torch.uint8)
+        torch.distributed.broadcast(data, src=0, group=self.group)
+        return torch.load(io.BytesIO(data.numpy().tobytes()), weights_only=False)
