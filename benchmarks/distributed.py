@@ -115,6 +115,14 @@ class Collective:
         """Whether any rank's ``flag`` is set: every rank gets the same answer."""
         return bool(self.max(float(flag)))
 
+    def close(self) -> None:
+        """Wait for every rank, then leave the group: a rank that exits while another
+        still reads from it would reset the connection under that read."""
+        if self.group is not None:
+            torch.distributed.barrier(group=self.group)
+            torch.distributed.destroy_process_group()
+            self.group = None
+
     def broadcast(self, obj: T) -> T:
         """Rank 0's ``obj`` (a checkpoint: tensors included) on every rank, sent as the
         bytes of ``torch.save`` (``broadcast_object_list`` cannot rebuild tensors)."""
