@@ -13,7 +13,7 @@
 
 SLURM_ARGS ?=
 
-.PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta
+.PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta table-imagenet
 
 # `demo` waits for its cells. When one fails, the table is rendered all the
 # same (it lists the failed cell and its error) and make then fails.
@@ -44,3 +44,7 @@ table-label-noise: install  ## label-noise table and figure: launch what is miss
 figure-theta: install  ## VaSSO's theta sweep figure: launch what is missing, render what is done
 	$(PY) -m slurm launch theta $(SLURM_ARGS)
 	$(PY) -m results theta
+
+table-imagenet: install  ## ImageNet (ResNet-50, ViT-S/32): launch what is missing, render what is done (docs/imagenet.md)
+	$(PY) -m slurm launch imagenet $(SLURM_ARGS)
+	$(PY) -m results imagenet
