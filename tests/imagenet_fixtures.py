@@ -77,3 +77,14 @@ def write_devkit(devkit: pathlib.Path, labels: dict[str, str]) -> None:
     order = sorted(labels)  # image 1, 2, ...
     (devkit / "data" / "ILSVRC2012_validation_ground_truth.txt").write_text(
         "".join(f"{ids[labels[image_id]]}\n" for image_id in order))
+
+
+def write_imagenet(root: pathlib.Path) -> pathlib.Path:
+    """A complete tiny ImageNet under ``root`` (4 training and 2 validation images per
+    class), its validation folder sorted by the preparation command; returns ``root``."""
+    from benchmarks.imagenet.__main__ import main
+
+    write_train(root, per_class=4)
+    write_solution(root / "imagenet" / "LOC_val_solution.csv", write_flat_val(root, per_class=2))
+    assert main(["prepare-val", "--data-dir", str(root)]) == 0
+    return root

@@ -21,7 +21,7 @@ from benchmarks.__main__ import main
 from benchmarks.config import parse_argv
 from benchmarks.models import create_model
 from benchmarks.tasks.base import data_seed
-from imagenet_fixtures import write_flat_val, write_solution, write_train
+from imagenet_fixtures import write_imagenet
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CELL = ["imagenet", "--model", "vit_s32", "--image-size", "32", "--batch-size", "4",
@@ -31,13 +31,7 @@ CELL = ["imagenet", "--model", "vit_s32", "--image-size", "32", "--batch-size", 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> pathlib.Path:
-    from benchmarks.imagenet.__main__ import main as imagenet_main
-
-    root = tmp_path_factory.mktemp("data")
-    write_train(root, per_class=4)
-    write_solution(root / "imagenet" / "LOC_val_solution.csv", write_flat_val(root, per_class=2))
-    assert imagenet_main(["prepare-val", "--data-dir", str(root)]) == 0
-    return root
+    return write_imagenet(tmp_path_factory.mktemp("data"))
 
 
 def free_port() -> int:

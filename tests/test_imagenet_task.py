@@ -9,8 +9,7 @@ import pathlib
 import pytest
 
 from benchmarks.__main__ import main
-from benchmarks.imagenet.__main__ import main as imagenet_main
-from imagenet_fixtures import write_flat_val, write_solution, write_train
+from imagenet_fixtures import write_imagenet
 
 CELL = ["imagenet", "--image-size", "32", "--batch-size", "4", "--device", "cpu",
         "--progress", "none", "--num-workers", "0", "--threads", "1"]
@@ -18,11 +17,7 @@ CELL = ["imagenet", "--image-size", "32", "--batch-size", "4", "--device", "cpu"
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> pathlib.Path:
-    root = tmp_path_factory.mktemp("data")
-    write_train(root, per_class=4)
-    write_solution(root / "imagenet" / "LOC_val_solution.csv", write_flat_val(root, per_class=2))
-    assert imagenet_main(["prepare-val", "--data-dir", str(root)]) == 0
-    return root
+    return write_imagenet(tmp_path_factory.mktemp("data"))
 
 
 def result_of(runs: pathlib.Path) -> tuple[dict, dict]:
