@@ -48,7 +48,8 @@ def test_decoding_on_the_device_trains_the_same_cell(data_dir, tmp_path):
     assert main([*args, "--fast", "off", "--runs-dir", str(tmp_path / "off")]) == 0
     assert main([*args, "--fast", "on", "--runs-dir", str(tmp_path / "on")]) == 0
     (off, meta_off), (on, meta_on) = result_of(tmp_path / "off"), result_of(tmp_path / "on")
-    assert meta_on["imagenet"]["decoded_on"] == "device"
+    assert (meta_off["imagenet"]["decoded_on"], meta_on["imagenet"]["decoded_on"]) == (
+        "loader workers", "device")
     assert [p.name for p in (tmp_path / "on" / "adhoc").iterdir()] == [
         p.name for p in (tmp_path / "off" / "adhoc").iterdir()]
     assert on["final"]["train"]["loss"] == pytest.approx(off["final"]["train"]["loss"], rel=2e-2)

@@ -13,8 +13,6 @@ normalised there once (:meth:`ImageNetTask.to_device`), before the step's passes
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
