@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import sys
 
-from ..config import ArgumentParser, _default_data_dir
+import argparse
+import os
+import typing
+
 from . import layout
 from .prepare import GroundTruthError, find_ground_truth, sort_validation
 
 PROG = "python -m benchmarks.imagenet"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """A usage error on one line, exit 2 (as ``benchmarks.config``'s parser, which this
+    command does not import: it moves files and needs neither torch nor the config)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> ArgumentParser:
@@ -26,7 +37,7 @@ def build_parser() -> ArgumentParser:
     check = commands.add_parser("check", help="say whether the layout is complete (exit 0) or "
                                 "what to put where (exit 2)")
     for sub in (prepare, check):
-        sub.add_argument("--data-dir", default=_default_data_dir(),
+        sub.add_argument("--data-dir", default=os.environ.get("VASSO_DATA") or "./data",
                          help="dataset root holding imagenet/ (default: $VASSO_DATA, else ./data)")
     prepare.add_argument("--solution", help=f"Kaggle's {'LOC_val_solution.csv'} (default: the "
                          "one in <data-dir>/imagenet, if any)")
