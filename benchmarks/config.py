@@ -34,6 +34,8 @@ from typing import Any
 
 from vasso.sam import SKIP
 
+from .imagenet.sizes import MODELS as IMAGENET_MODELS
+from .imagenet.sizes import image_size_problem
 from .methods import BASES, METHODS, readers, unused_fields
 
 
@@ -60,11 +62,13 @@ TASK_DATASETS: dict[str, tuple[str, ...]] = {
     "digits": ("digits",),
     "mnist1d": ("mnist1d",),
     "cifar": ("cifar10", "cifar100"),
+    "imagenet": ("imagenet",),
 }
 TASK_MODELS: dict[str, tuple[str, ...]] = {
     "digits": ("digits_cnn",),
     "mnist1d": ("mnist1d_cnn",),
     "cifar": ("vgg11_bn", "resnet18", "wrn28_10", "pyramidnet110"),
+    "imagenet": IMAGENET_MODELS,
 }
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # Seconds on a laptop CPU: the embedded demo and the tests. One thread (also for
@@ -83,6 +87,12 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "cifar": dict(dataset="cifar10", model="resnet18", lr=0.05, weight_decay=1e-3,
                   epochs=200, batch_size=128, cutout_prob=0.5, norm_stats="official",
                   schedule="cosine-epoch", bn_stats="both", threads=4),
+    # ResNet-50 with the ResNet recipe's settings that are task defaults here
+    # (benchmarks/imagenet/recipes.py, all *unverified*); the `imagenet` experiment sets
+    # the rest (warm-up, label smoothing, bf16; AdamW and clipping for the ViTs).
+    "imagenet": dict(dataset="imagenet", model="resnet50", lr=0.1, weight_decay=1e-4,
+                     epochs=90, batch_size=256, cutout_prob=0.0, norm_stats="dataset",
+                     schedule="cosine", bn_stats="first", threads=4, image_size=224),
 }
 TASKS = tuple(TASK_DEFAULTS)
 # The default radius of each sharpness-aware method (vasso's class defaults): ASAM's
@@ -155,6 +165,9 @@ class TrainConfig:
     dataset: str | None = _opt("dataset", default=None)
     model: str | None = _opt("model name (see benchmarks.models)", default=None)
     pyramidnet_alpha: int = _opt("PyramidNet widening factor alpha", default=270)
+    image_size: int | None = _opt("training crop side in pixels; evaluation resizes the shorter "
+                                  "side to image_size * 256/224, then crops the centre (imagenet)",
+                                  default=None)
     # The optimizer.
     optimizer: str = _opt("the method: " + "; ".join(f"{m.name} = {m.help}" for m in METHODS.values()),
                           OPTIMIZERS, default="sgd")
@@ -231,9 +244,10 @@ class TrainConfig:
     num_workers: int | None = _opt("DataLoader worker processes (in-memory tasks use none)", default=None,
                                    default_text="the CPUs this process may use (Slurm's allocation "
                                    "in a job), at most 8")
-    fast: str = _opt("the fast path (data augmented on the device, the step in a CUDA graph): "
-                     "auto = on for cifar on CUDA; on = also on the CPU (eager); "
-                     "only the cifar task has one", FAST, default="auto")
+    fast: str = _opt("the fast path: cifar: data augmented on the device, the step in a CUDA "
+                     "graph; imagenet: JPEG decoding and augmentation on the device. auto = on "
+                     "on CUDA; on = also on the CPU (eager); only these two tasks have one",
+                     FAST, default="auto")
     threads: int | None = _opt("torch intra-op threads, pinned so that a cell gives the same "
                                "numbers wherever it runs on one machine", default=None)
     checkpoint_every_steps: int | None = _opt("also write a checkpoint every k steps (it is always "
@@ -315,6 +329,8 @@ class TrainConfig:
             raise bad("label_smoothing", "must lie in [0, 1)")
         if not 0 <= self.cutout_prob <= 1:
             raise bad("cutout_prob", "must lie in [0, 1]")
+        if self.task == "imagenet" and self.cutout_prob > 0:
+            raise bad("cutout_prob", "the imagenet task's augmentation has no Cutout; use 0")
         if self.task in ("digits", "mnist1d") and self.cutout_prob > 0:
             raise bad("cutout_prob", f"the {self.task} task has no augmentation; use 0")
         if self.task != "cifar" and self.norm_stats != "dataset":
@@ -353,9 +369,15 @@ class TrainConfig:
             raise bad("num_workers", "must be >= 0")
         if self.threads < 1:
             raise bad("threads", "must be an integer >= 1")
-        if self.fast == "on" and self.task not in FAST_TASKS:
-            raise bad("fast", f"only the {', '.join(FAST_TASKS)} task has a fast path; "
-                      "use auto or off")
+        if self.image_size is not None and self.task != "imagenet":
+            raise bad("image_size", f"the {self.task} task has a fixed input size; leave it out")
+        if self.task == "imagenet":
+            problem = image_size_problem(self.model, self.image_size)
+            if problem:
+                raise bad("image_size", problem)
+        if self.fast == "on" and self.task not in (*FAST_TASKS, "imagenet"):
+            raise bad("fast", f"only the {', '.join(FAST_TASKS)} and imagenet tasks have a fast "
+                      "path; use auto or off")
         if self.seed < 0:
             raise bad("seed", "the seed index must be >= 0")
         if not self.experiment or "/" in self.experiment or self.experiment.startswith("."):
@@ -363,7 +385,7 @@ class TrainConfig:
 
 
 # Fields that may stay None after the task defaults are applied.
-_OPTIONAL_FIELDS = ("rho", "gsam_rho_min", "ascent_prob", "epochs", "max_steps", "steps_per_epoch",
+_OPTIONAL_FIELDS = ("rho", "image_size", "gsam_rho_min", "ascent_prob", "epochs", "max_steps", "steps_per_epoch",
                     "eval_every_steps", "checkpoint_every_steps", "clip_grad_norm", "num_workers")
 
 
@@ -371,7 +393,7 @@ _OPTIONAL_FIELDS = ("rho", "gsam_rho_min", "ascent_prob", "epochs", "max_steps",
 # field joins a cell's identity only where it differs from its (dataclass) default, so
 # that adding an option does not move the cells that existed before it: a new id would
 # orphan the runs users already have. Append every new field here.
-FIELDS_ADDED_AFTER_PIN: tuple[str, ...] = ()
+FIELDS_ADDED_AFTER_PIN: tuple[str, ...] = ("image_size",)
 
 
 def cell_fields(cfg: TrainConfig) -> dict[str, Any]:
@@ -429,8 +451,9 @@ def _default_help(f: dataclasses.Field, task: str | None) -> str:
     when none is named), or what the field's metadata says for a computed default."""
     if any(f.name in defaults for defaults in TASK_DEFAULTS.values()):
         if task in TASK_DEFAULTS:
-            return _show(TASK_DEFAULTS[task][f.name])
-        return _per_key({t: d[f.name] for t, d in TASK_DEFAULTS.items()})
+            return _show(TASK_DEFAULTS[task].get(f.name, f.default))
+        # (image_size is the imagenet task's alone)
+        return _per_key({t: d[f.name] for t, d in TASK_DEFAULTS.items() if f.name in d})
     if f.metadata.get("default_text"):
         return f.metadata["default_text"]
     return _show(f.default)

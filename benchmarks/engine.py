@@ -52,18 +52,21 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 
 
 from . import collapse
 from .config import ConfigError, TrainConfig, cell_id, run_dir
+from .distributed import (Collective, World, check_global_batch, device_of, init_process_group,
+                          world_from_environment)
 from .methods import build_optimizer
 from .monitor import Monitor, wanted as monitor_wanted
 from .progress import Progress
 from .rundir import RunDir, WriteFailed
 from .tasks import Task, TaskData, get_task
 from .tasks.base import Batch, Sums, data_seed
-from .training.data_path import DevicePath, LoaderPath, data_path
+from .training.data_path import DevicePath, LoaderPath, data_path, use_fast_path
 from .training.schedule import lr_factor
 from .training.signals import StopSignals
 from .training.state import load_optimizer_state, rng_state, seed_everything, set_rng_state
@@ -99,6 +102,25 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class FollowerRunDir:
+    """The run directory as a rank other than 0 sees it: rank 0 alone reads the
+    checkpoint (and sends it) and writes every file; the others write nothing."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+
+    def has_checkpoint(self) -> bool:
+        return False  # the checkpoint comes from rank 0
+
+    def truncate_metrics(self, num_lines: int) -> None: ...
+    def append_metrics(self, lines: list[dict[str, Any]]) -> None: ...
+    def save_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
+    def note_stop(self, reason: str, step: int) -> None: ...
+    def note_collapse(self, found: dict[str, Any], epoch: int) -> None: ...
+    def write_result(self, result: dict[str, Any]) -> None: ...
+    def write_error(self, err: BaseException, **extra: Any) -> None: ...
+
+
 @dataclasses.dataclass
 class Position:
     """Where the run is; saved in every checkpoint."""
@@ -118,11 +140,14 @@ class Trainer:
     when the caller has built it already (default: :func:`data_path` decides)."""
 
     def __init__(self, cfg: TrainConfig, task: Task, data: TaskData, device: torch.device,
-                 rundir: RunDir, stop: StopSignals, batches: LoaderPath | DevicePath | None = None
-                 ) -> None:
+                 rundir: RunDir | FollowerRunDir, stop: StopSignals,
+                 batches: LoaderPath | DevicePath | None = None,
+                 collective: Collective | None = None) -> None:
         self.cfg, self.task, self.data, self.device = cfg, task, data, device
         self.rundir, self.stop = rundir, stop
-        self.batches = batches = batches or data_path(cfg, task, data, device)
+        self.collective = collective = collective or Collective(World())
+        self.world = collective.world
+        self.batches = batches = batches or data_path(cfg, task, data, device, self.world)
         self.primary = task.metric(task.primary)
         clash = STAMP & {m.name for m in task.metrics}
         if clash:  # a metrics.jsonl line holds the stamp and the metrics side by side
@@ -136,7 +161,11 @@ class Trainer:
         self.model = task.build_model(cfg, data).to(device)
         if batches.channels_last:  # DeviceCIFAR's NHWC images give channels-last batches for free
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer, self.base = build_optimizer(cfg, self.model, fused=batches.fast)
+        # Data parallel: DDP averages the gradients of every pass over the ranks (the
+        # library's sync="global"); its constructor gives every rank rank 0's weights.
+        self.trained = (DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda"
+                                                else None) if self.world.size > 1 else self.model)
+        self.optimizer, self.base = build_optimizer(cfg, self.trained, fused=batches.fast)
         self.scheduler = LambdaLR(self.base, lr_factor(cfg, self.steps_per_epoch, self.total_steps))
         if batches.fast:
             # After the scheduler is built: its base rates stay Python floats, so each
@@ -152,13 +181,13 @@ class Trainer:
         # First non-finite step and its loss, kept on the device (-1: none yet).
         self.bad_step = torch.full((), -1, dtype=torch.int64, device=device)
         self.bad_loss = torch.zeros((), dtype=torch.float32, device=device)
-        if rundir.has_checkpoint():
-            self._resume()
-        else:  # a run killed before its first checkpoint may have left a metrics line
-            rundir.truncate_metrics(0)
+        # Rank 0 reads the checkpoint (moving aside what is unusable); every rank
+        # resumes from what it read.
+        self._resume(collective.broadcast(
+            rundir.load_checkpoint(self._problem) if rundir.has_checkpoint() else None))
         # Built after _resume, which may replace the LR tensors: a recorded graph reads
         # the tensors that exist when it is recorded (after the warm-up steps).
-        self.step = TrainStep(self.model, self.optimizer, self._objective,
+        self.step = TrainStep(self.trained, self.optimizer, self._objective,
                               mode="auto" if batches.fast else "eager", autocast_dtype=dtype,
                               scaler=self.scaler, clip_grad_norm=cfg.clip_grad_norm)
 
@@ -167,8 +196,22 @@ class Trainer:
         return loss, (sums, weight)
 
     # -- checkpoint -----------------------------------------------------------------
+    def _fold_sums(self) -> None:
+        """Data parallel: add the ranks' partial training sums into rank 0's, which the
+        checkpoint saves; the other ranks go on from zero, so a resumed run counts each
+        sample once."""
+        if self.world.size == 1:
+            return
+        sums, weight = self.sums.read()
+        *totals, weight = self.collective.sum([*sums.values(), weight])
+        self.sums = Sums()
+        if self.world.main and sums:
+            self.sums.add({name: torch.tensor(total, dtype=torch.float64, device=self.device)
+                           for name, total in zip(sums, totals)}, weight)
+
     def _checkpoint(self) -> None:
         self._check_finite()  # never persist a diverged state
+        self._fold_sums()
         self.rundir.save_checkpoint({
             "format": CHECKPOINT_FORMAT, "cell_id": cell_id(self.cfg),
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -183,10 +226,9 @@ class Trainer:
                     f"cell {ckpt.get('cell_id')})")
         return None
 
-    def _resume(self) -> None:
-        ckpt = self.rundir.load_checkpoint(self._problem)
-        if ckpt is None:  # none usable (moved aside, recorded): start over
-            self.rundir.truncate_metrics(0)
+    def _resume(self, ckpt: dict[str, Any] | None) -> None:
+        if ckpt is None:  # none (or none usable: moved aside, recorded): start over; a run
+            self.rundir.truncate_metrics(0)  # killed before its first checkpoint may have left a line
             return
         self.model.load_state_dict(ckpt["model"])
         load_optimizer_state(self.optimizer, self.base, ckpt["optimizer"])
@@ -200,11 +242,13 @@ class Trainer:
         if self.batches.fast:
             use_tensor_lr(self.base, self.device)
         self.pos = Position(**ckpt["position"])
-        self.sums.load_state_dict(ckpt["train_sums"], self.device)
+        if self.world.main:  # the others' share of the sums is in rank 0's (_fold_sums)
+            self.sums.load_state_dict(ckpt["train_sums"], self.device)
         set_rng_state(ckpt["rng"])
         self.rundir.truncate_metrics(self.pos.metrics_lines)
-        print(f"resuming {self.rundir.path} at epoch {self.pos.epoch} step {self.pos.step}",
-              flush=True)
+        if self.world.main:
+            print(f"resuming {self.rundir.path} at epoch {self.pos.epoch} step {self.pos.step}",
+                  flush=True)
 
     # -- helpers ----------------------------------------------------------------------
     def _elapsed(self) -> float:
@@ -214,9 +258,13 @@ class Trainer:
         return float(self.base.param_groups[0]["lr"])  # a device tensor on the fast path
 
     def _check_finite(self) -> None:
-        step = int(self.bad_step)
+        step = int(self.collective.max(int(self.bad_step)))  # every rank stops together
         if step >= 0:
             raise NonFiniteLoss(step, float(self.bad_loss))
+
+    def _stop_requested(self) -> bool:
+        """A stop signal reached this rank or another: all ranks stop at this step."""
+        return self.collective.any(self.stop.requested is not None)
 
     def _train_step(self, batch: Batch) -> torch.Tensor:
         loss, (sums, weight) = self.step(batch)
@@ -259,6 +307,7 @@ class Trainer:
     def _preempt(self) -> None:
         self._checkpoint()
         self.rundir.note_stop(self.stop.requested or "signal", self.pos.step)
+        self.collective.close()
         raise Preempted(f"{self.stop.requested}: checkpoint written at step {self.pos.step}; "
                         "relaunch the same command to resume")
 
@@ -266,12 +315,15 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         cfg, pos = self.cfg, self.pos
         self.tic = time.perf_counter()
-        progress = Progress(cfg.progress, self.epochs, self.steps_per_epoch)
+        progress = Progress(cfg.progress if self.world.main else "none", self.epochs,
+                            self.steps_per_epoch)
         # After a resume: what an earlier start logged after its checkpoint is dropped.
-        self.monitor = Monitor.open(self.rundir.path, resumed_at=pos.step)
+        # Rank 0 alone writes the run directory, its monitor included.
+        self.monitor = (Monitor.open(self.rundir.path, resumed_at=pos.step) if self.world.main
+                        else Monitor(None))
         try:
             while pos.step < self.total_steps:
-                if self.stop.requested:
+                if self._stop_requested():
                     self._preempt()
                 self.model.train()
                 progress.start_epoch(pos.epoch, pos.step_in_epoch)
@@ -291,7 +343,7 @@ class Trainer:
                         self.monitor.flush()
                     if pos.step_in_epoch < stop:
                         self._every_steps()
-                    if self.stop.requested:
+                    if self._stop_requested():
                         self._preempt()
                 self._end_epoch(progress)
         finally:
@@ -312,7 +364,9 @@ class Trainer:
     def _end_epoch(self, progress: Progress) -> None:
         cfg, pos = self.cfg, self.pos
         self._check_finite()
-        train = self.task.summarize(*self.sums.read())
+        sums, weight = self.sums.read()
+        *totals, weight = self.collective.sum([*sums.values(), weight])  # over the ranks' shares
+        train = self.task.summarize(dict(zip(sums, totals)), weight)
         pos.epoch += 1
         pos.step_in_epoch = 0
         self.sums = Sums()
@@ -360,6 +414,7 @@ class Trainer:
                   **self._passes(),
                   "collapse": collapse.verdict(self.pos.stuck, self.data.num_classes)}
         self.rundir.write_result(result)
+        self.collective.close()
         return result
 
 
@@ -383,6 +438,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     error.json written when it still can be), NonFiniteLoss or any other exception
     (error.json written).
     """
+    world = world_from_environment()
+    check_global_batch(cfg.batch_size, world)
     try:
         monitor_wanted()  # a bad VASSO_TENSORBOARD is bad input: said before anything is written
     except ValueError as exc:
@@ -392,6 +449,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if done is not None:
         print(f"{rundir.path}: already done (result.json exists); nothing to train", flush=True)
         return done
+    if not world.main:  # rank 0 holds the lock and writes; the others only train
+        return _train_locked(cfg, FollowerRunDir(rundir.path), world)
     existed = rundir.existing_ancestor()
     rundir.check_writable()
     rundir.check_config(cfg)
@@ -399,29 +458,37 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         with rundir.lock():
             rundir.remove_temporaries()  # of writes a killed run left behind
             done = rundir.finished_result()  # finished while we waited for the lock
-            return done if done is not None else _train_locked(cfg, rundir)
+            return done if done is not None else _train_locked(cfg, rundir, world)
     except ConfigError:
         rundir.remove_empty(upto=existed)  # bad input (missing or damaged data) leaves no trace
         raise
 
 
-def _train_locked(cfg: TrainConfig, rundir: RunDir) -> dict[str, Any]:
+def _train_locked(cfg: TrainConfig, rundir: RunDir | FollowerRunDir, world: World
+                  ) -> dict[str, Any]:
     task = get_task(cfg.task)
-    device = resolve_device(cfg.device)
+    device = device_of(world, resolve_device(cfg.device))
     threads = pin_threads(cfg.threads)
+    if world.size > 1 and use_fast_path(cfg, device):
+        raise ConfigError("--fast with several processes: the CIFAR fast path trains in one "
+                          "process; pass --fast off")
     # One try from loading on: a ConfigError (missing data, a batch larger than the
     # data) is bad input and writes nothing; any other failure, a corrupt data file
     # included, is a failure and leaves error.json, as exit code 1 promises.
     try:
         data = task.load_data(cfg)
-        batches = data_path(cfg, task, data, device)  # a batch larger than the data is bad input
+        batches = data_path(cfg, task, data, device, world)  # a batch larger than the data is bad input
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
-        rundir.begin(cfg, device, data.record, threads=threads, **data.meta)
-        print(f"run directory: {rundir.path}", flush=True)
+        init_process_group(world, device)
+        collective = Collective(world)
+        if world.main:
+            rundir.begin(cfg, device, data.record, threads=threads, world_size=world.size,
+                         **data.meta)
+            print(f"run directory: {rundir.path}", flush=True)
         with StopSignals() as stop:
-            return Trainer(cfg, task, data, device, rundir, stop, batches).run()
+            return Trainer(cfg, task, data, device, rundir, stop, batches, collective).run()
     except (ConfigError, Preempted):
         raise
     except NonFiniteLoss as err:

@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Any, Iterable, Mapping
 
 from benchmarks.config import METHOD_RHO, OPTIMIZERS, TrainConfig
+from benchmarks.imagenet.recipes import recipe
 from benchmarks.methods import METHODS, unused_fields
 
 __all__ = ["Experiment", "EXPERIMENTS", "get", "grid", "load", "method_settings", "OPTIMIZERS"]
@@ -407,6 +408,31 @@ def _adversary(name: str, base: Mapping[str, Any], snapshot_every: int, title: s
     return Experiment(name=name, title=title, cells=cells, columns=("model",), figure="adversary")
 
 
+# ---------------------------------------------------------------------------
+# ImageNet
+# ---------------------------------------------------------------------------
+
+def _imagenet_model(model: str) -> dict[str, Any]:
+    """A model with its recipe (benchmarks/imagenet/recipes.py: every setting
+    *unverified*, the SAM literature's); rho is SAM's, each method scales it."""
+    r = recipe(model)
+    return dict(model=model, base=r.base, epochs=r.epochs, batch_size=r.batch_size, lr=r.lr,
+                warmup_epochs=r.warmup_epochs, weight_decay=r.weight_decay,
+                label_smoothing=r.label_smoothing, clip_grad_norm=r.clip_grad_norm,
+                precision=r.precision, rho=r.rho, theta=r.theta)
+
+
+def _imagenet() -> Experiment:
+    # ResNet-50 and ViT-S/32, the base optimizer (SGD, AdamW for the ViT) against SAM and
+    # VaSSO; the global batch is shared out over the GPUs (docs/imagenet.md).
+    base = dict(task="imagenet", dataset="imagenet", image_size=224, schedule="cosine",
+                bn_stats="first", experiment="imagenet")
+    cells = grid(base, model=[_imagenet_model(m) for m in ("resnet50", "vit_s32")],
+                 optimizer=("sgd", "sam", "vasso"), seed=SEEDS)
+    return Experiment(name="imagenet", title="ImageNet-1k top-1 accuracy (224 x 224)",
+                      cells=cells, figure="curves")
+
+
 def _build() -> dict[str, Experiment]:
     experiments = [
         _cifar_table("cifar10", "cifar10", CIFAR10_MODELS, "Table 1: CIFAR-10 test accuracy"),
@@ -423,6 +449,7 @@ def _build() -> dict[str, Experiment]:
                    "The adversary against the full-gradient one along training (CIFAR-10, ResNet-18)"),
         _adversary("adversary-mnist1d", dict(LAPTOP_TASKS["mnist1d"], rho=0.05, theta=0.4), 1,
                    "The adversary against the full-gradient one along training (MNIST-1D)"),
+        _imagenet(),
     ]
     return {e.name: e for e in experiments}
 

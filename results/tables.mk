@@ -15,7 +15,8 @@ SLURM_ARGS ?=
 
 .PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta report tensorboard \
 	table-noise-digits figure-noise-digits table-noise-mnist1d figure-noise-mnist1d \
-	figure-adversary figure-adversary-mnist1d table-sharpness table-efficiency figure-efficiency
+	figure-adversary figure-adversary-mnist1d table-sharpness table-efficiency figure-efficiency \
+	table-imagenet
 
 # `demo` waits for its cells. When one fails, the table is rendered all the
 # same (it lists the failed cell and its error) and make then fails.
@@ -82,6 +83,10 @@ table-sharpness: install  ## top Hessian eigenvalue of the final CIFAR models (T
 table-efficiency figure-efficiency: install  ## cheaper steps (CIFAR-10 ResNet-18, CIFAR-100 WRN-28-10): launch what is missing, render what is done
 	$(PY) -m slurm launch efficiency $(SLURM_ARGS)
 	$(PY) -m results.efficiency
+
+table-imagenet: install  ## ImageNet (ResNet-50, ViT-S/32): launch what is missing, render what is done (docs/imagenet.md)
+	$(PY) -m slurm launch imagenet $(SLURM_ARGS)
+	$(PY) -m results imagenet
 
 # Renders only: nothing is launched or trained. `make report` right after `make demo`
 # shows the demo's table and figure, and every other experiment as not yet run with

@@ -74,7 +74,12 @@ def build_parser() -> ArgumentParser:
                    "benchmarks.experiments (env VASSO_EXPERIMENTS_MODULE)")
     res = p.add_argument_group("resources (override every cell's default class)")
     res.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default)")
-    res.add_argument("--gpus", type=int, default=None, help="GPUs per cell")
+    res.add_argument("--gpus", type=int, default=None,
+                     help="GPUs per node; a cell trains data-parallel, one process per GPU")
+    res.add_argument("--nodes", type=int, default=None, help="nodes per cell (default 1)")
+    res.add_argument("--tasks-per-node", type=int, default=None,
+                     help="training processes per node (default: one per GPU, else 1); several "
+                     "CPU processes train data-parallel over gloo")
     res.add_argument("--cpus", type=int, default=None, help="CPU cores per cell")
     res.add_argument("--mem", default=None, help="memory per cell, e.g. 16G")
     res.add_argument("--time", default=None, help="time limit per job: minutes, HH:MM:SS or D-HH:MM:SS")
@@ -164,6 +169,8 @@ def _resources(args, cfg) -> Resources:
         cpus=args.cpus,
         mem_gb=parse_mem_gb(args.mem) if args.mem else None,
         time_min=parse_minutes(args.time) if args.time else None,
+        nodes=args.nodes,
+        tasks=args.tasks_per_node,
     )
 
 
@@ -173,7 +180,8 @@ def _check_resource_args(args) -> None:
         parse_minutes(args.time)
     if args.mem:
         parse_mem_gb(args.mem)
-    for name in ("gpus", "cpus", "array_parallelism", "signal_delay", "parallel", "max_requeues"):
+    for name in ("gpus", "cpus", "nodes", "tasks_per_node", "array_parallelism", "signal_delay",
+                 "parallel", "max_requeues"):
         value = getattr(args, name)
         least = 0 if name in ("gpus", "signal_delay", "max_requeues") else 1
         if value is not None and value < least:
@@ -385,6 +393,8 @@ def _submit_slurm(args, experiment, classes, fields, release) -> int:
             params["partition"] = args.partition
         if res.gpus:
             params["gpus_per_node"] = res.gpus
+        if res.nodes * res.tasks > 1:
+            params.update(nodes=res.nodes, ntasks_per_node=res.tasks)
         executor.update_parameters(**params)
         with executor.batch():
             jobs = [executor.submit(CellJob(to_argv(s.cfg), str(s.path), threads=s.cfg.threads))
@@ -400,6 +410,13 @@ def _submit_slurm(args, experiment, classes, fields, release) -> int:
     return 0
 
 
+def _one_process_each(classes) -> None:
+    many = [res for res in classes if res.nodes * res.tasks > 1]
+    if many:
+        raise SweepError(f"{many[0].describe()}: the local and debug executors train a cell in "
+                         "one process; use --executor slurm, or torchrun for one cell")
+
+
 def _local_cells(classes, fields) -> tuple[list[LocalCell], int]:
     """The local runner's cells, and the most CPUs any of them asks for
     (which sizes the default parallelism)."""
@@ -411,6 +428,7 @@ def _local_cells(classes, fields) -> tuple[list[LocalCell], int]:
 
 
 def _run_local(args, experiment, classes, fields, release) -> int:
+    _one_process_each(classes)
     cells, most_cpus = _local_cells(classes, fields)
     parallel = args.parallel or max(1, (os.cpu_count() or 1) // most_cpus)
     folder = sweep.sweep_dir([s.cfg for group in classes.values() for s in group], experiment.name)
@@ -454,6 +472,7 @@ def _run_local(args, experiment, classes, fields, release) -> int:
 def _run_debug(args, experiment, classes, fields, release) -> int:
     from benchmarks.engine import train  # in-process: breakpoints and pdb work
 
+    _one_process_each(classes)
     release()  # each cell takes its own lock as it trains
     for group in classes.values():
         for s in group:

@@ -44,6 +44,22 @@ def engine_command(argv: list[str], python: str | None = None) -> list[str]:
     return [python or sys.executable, "-m", "benchmarks", *argv]
 
 
+def distributed_env() -> dict[str, str]:
+    """torchrun's variables for the engine, from Slurm's, in a job of several tasks (one
+    per GPU, or several CPU processes): the engine then trains data-parallel. Empty in a
+    job of one task, or outside a job."""
+    try:
+        job = submitit.JobEnvironment()
+    except RuntimeError:  # not inside a submitit job
+        return {}
+    if job.num_tasks <= 1:
+        return {}
+    dist = submitit.helpers.TorchDistributedEnvironment()
+    return {"MASTER_ADDR": dist.master_addr, "MASTER_PORT": str(dist.master_port),
+            "RANK": str(dist.rank), "WORLD_SIZE": str(dist.world_size),
+            "LOCAL_RANK": str(dist.local_rank), "LOCAL_WORLD_SIZE": str(dist.local_world_size)}
+
+
 def engine_env(threads: int | None = None) -> dict[str, str]:
     """The child's environment: the project importable, and its thread budget."""
     env = dict(os.environ)
@@ -145,7 +161,8 @@ class CellJob(submitit.helpers.Checkpointable):
         # The child appends to the job's log: its own output starts here.
         self._log_offset = self._log.stat().st_size if self._log is not None and self._log.exists() else 0
         self._proc = subprocess.Popen(engine_command(self.argv),
-                                      env=engine_env(getattr(self, "threads", None)))
+                                      env={**engine_env(getattr(self, "threads", None)),
+                                           **distributed_env()})
         # Poll rather than Popen.wait(): submitit's signal handler runs in this
         # thread and calls checkpoint(), which must be able to reap the child
         # while this frame is suspended (Popen.wait would hold its lock).
@@ -189,6 +206,13 @@ class CellJob(submitit.helpers.Checkpointable):
 
     def _outcome(self, rc: int) -> dict | None:
         run_dir = Path(self.run_dir)
+        if distributed_env().get("RANK", "0") != "0":
+            # Rank 0's task reports the cell (result.json, error.json); the others
+            # only say how their engine ended.
+            if rc in (EXIT_DONE, EXIT_PREEMPTED):
+                return None
+            raise CellFailed(f"rank {distributed_env()['RANK']}'s engine exited with code {rc} "
+                             f"(run dir {run_dir}; rank 0's task reports the cell)")
         if rc == EXIT_DONE:
             try:
                 result = rundir.RunDir(run_dir).finished_result()

@@ -17,13 +17,17 @@ from .sweep import SweepError
 
 @dataclass(frozen=True, order=True)
 class Resources:
-    gpus: int  # GPUs per cell (one node)
-    cpus: int  # CPU cores per cell (data loading, or the model itself on CPU)
-    mem_gb: int
+    gpus: int  # GPUs per node
+    cpus: int  # CPU cores per task (data loading, or the model itself on CPU)
+    mem_gb: int  # per node
     time_min: int  # per job; longer cells checkpoint and are requeued
+    nodes: int = 1
+    tasks: int = 1  # per node: one training process each (data parallel beyond one)
 
     def describe(self) -> str:
-        return f"gpus={self.gpus} cpus={self.cpus} mem={self.mem_gb}G time={format_minutes(self.time_min)}"
+        shape = f"nodes={self.nodes} tasks/node={self.tasks} " if self.nodes * self.tasks > 1 else ""
+        return (f"{shape}gpus={self.gpus} cpus={self.cpus} mem={self.mem_gb}G "
+                f"time={format_minutes(self.time_min)}")
 
 
 # Per task. CIFAR: one GPU with 8 loader cores. 12 h jobs: short enough for
@@ -35,14 +39,19 @@ TASK_RESOURCES = {
     # the fallback's GPU and 8 cores, and the local executor ran its cells one at a time.
     "mnist1d": Resources(gpus=0, cpus=1, mem_gb=2, time_min=30),
     "cifar": Resources(gpus=1, cpus=8, mem_gb=32, time_min=12 * 60),
+    # ImageNet: one node of 8 GPUs, one process per GPU with 12 loader cores each.
+    "imagenet": Resources(gpus=8, cpus=12, mem_gb=480, time_min=24 * 60, nodes=1, tasks=8),
 }
 FALLBACK = Resources(gpus=1, cpus=8, mem_gb=64, time_min=24 * 60)
 
 
-def resources_for(cfg, gpus=None, cpus=None, mem_gb=None, time_min=None) -> Resources:
-    """The cell's default class, with any command-line overrides applied."""
+def resources_for(cfg, gpus=None, cpus=None, mem_gb=None, time_min=None, nodes=None,
+                  tasks=None) -> Resources:
+    """The cell's default class, with any command-line overrides applied. A cell on
+    several GPUs runs one task per GPU unless ``tasks`` says otherwise."""
     base = TASK_RESOURCES.get(cfg.task, FALLBACK)
-    overrides = dict(gpus=gpus, cpus=cpus, mem_gb=mem_gb, time_min=time_min)
+    overrides = dict(gpus=gpus, cpus=cpus, mem_gb=mem_gb, time_min=time_min, nodes=nodes,
+                     tasks=tasks if tasks is not None else (gpus or None))
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -92,6 +101,7 @@ class Partition:
     max_mem_mb: int  # per node
     max_gpus: int  # per node
     max_time_min: int | None  # None: unlimited
+    nodes: int = 1
 
 
 def _run(cmd: list[str]) -> str:
@@ -124,7 +134,7 @@ def query_partition(name: str | None) -> Partition:
     cpus = max(int(r[0].rstrip("+")) for r in rows)
     mem = max(int(r[1].rstrip("+")) for r in rows)
     gpus = max(_gpus_in_gres(r[2]) for r in rows)
-    return Partition(name, cpus, mem, gpus, _limit_minutes(rows[0][3]))
+    return Partition(name, cpus, mem, gpus, _limit_minutes(rows[0][3]), nodes=len(rows))
 
 
 def _gpus_in_gres(gres: str) -> int:
@@ -151,6 +161,14 @@ def check_fits(partition: Partition, classes: list[Resources]) -> None:
     p = partition
     for r in classes:
         where = f"partition {p.name!r}"
+        if r.nodes > p.nodes:
+            raise SweepError(f"--nodes {r.nodes}: {where} has {p.nodes} node(s); pass --nodes "
+                             f"{p.nodes} or fewer, or another --partition")
+        if r.tasks * r.cpus > p.max_cpus:
+            raise SweepError(
+                f"--tasks-per-node {r.tasks} x --cpus {r.cpus}: the nodes of {where} have at most "
+                f"{p.max_cpus} CPUs; pass fewer"
+            )
         if r.cpus > p.max_cpus:
             raise SweepError(
                 f"--cpus {r.cpus}: the nodes of {where} have at most {p.max_cpus} CPUs; "

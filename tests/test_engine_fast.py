@@ -135,7 +135,7 @@ def test_the_fast_configuration_is_what_a_cuda_graph_needs(data_dir, tmp_path):
 
 
 def test_fast_on_is_refused_for_a_task_without_a_fast_path(tmp_path):
-    with pytest.raises(ConfigError, match="--fast='on': only the cifar task has a fast path"):
+    with pytest.raises(ConfigError, match="--fast='on': only the cifar and imagenet tasks have a fast path"):
         TrainConfig("digits", fast="on", runs_dir=str(tmp_path))
     assert not use_fast_path(TrainConfig("digits"), torch.device("cuda"))
     assert use_fast_path(TrainConfig("cifar"), torch.device("cuda"))

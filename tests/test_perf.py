@@ -12,7 +12,8 @@ from benchmarks import perf
 
 TINY = ["--device", "cpu", "--batch-size", "2", "--iters", "2", "--warmup", "0",
         "--pipeline-images", "32", "--loader-images", "8", "--epoch-train-images", "4",
-        "--epoch-test-images", "4"]
+        "--epoch-test-images", "4", "--imagenet-batch-size", "2", "--imagenet-image-size", "32",
+        "--imagenet-images", "4"]
 
 
 def positive(x) -> bool:
@@ -30,7 +31,7 @@ def report(tmp_path_factory):
 
 def test_report_has_every_field(report):
     for key in ("device", "device_type", "torch", "time", "settings", "steps", "ratios",
-                "data_pipeline", "epochs", "goals"):
+                "data_pipeline", "epochs", "goals", "imagenet"):
         assert key in report
     assert report["device_type"] == "cpu" and report["device"].startswith("CPU")
     assert report["goals"] is None  # the H100 goals are not judged on a CPU
@@ -89,6 +90,37 @@ def test_textbook_reference_computes_the_same_step_as_vasso():
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def test_imagenet_section_times_each_data_path_and_each_step(report):
+    imagenet = report["imagenet"]
+    assert imagenet["precision"] == "fp32" and imagenet["image_size"] == 32
+    assert [r["model"] for r in imagenet["steps"]] == ["resnet50", "vit_s32"]
+    for r in imagenet["steps"]:
+        assert r["method"] == "vasso" and r["batch_size"] == 2 and r["n"] == 2
+        assert r["channels_last"] is False  # a CPU run: the default memory format
+        assert r["images_per_s"] == pytest.approx(2e3 / r["median_ms"])
+    paths = imagenet["data_paths"]
+    assert set(paths) == {"loader", "device"}
+    for p in paths.values():
+        assert positive(p["images_per_s"]) and p["images"] == 2 * 4  # two timed passes of 4
+    for row, step in zip(imagenet["limits"], imagenet["steps"]):
+        for path in ("loader", "device"):
+            assert row[f"{path}_over_step"] == pytest.approx(
+                paths[path]["images_per_s"] / step["images_per_s"])
+
+
+def test_the_imagenet_goal_is_judged_on_the_device_path_of_resnet50():
+    limits = [{"model": "resnet50", "step_images_per_s": 3000.0, "loader_over_step": 0.5,
+               "device_over_step": 1.3},
+              {"model": "vit_s32", "step_images_per_s": 9000.0, "loader_over_step": 0.2,
+               "device_over_step": 0.4}]
+    report = {"device_type": "cuda", "steps": [], "ratios": [], "data_pipeline": None,
+              "epochs": None, "imagenet": {"precision": "bf16", "limits": limits}}
+    goal = perf.goals(report)["imagenet_device_data_over_resnet50_step"]
+    assert goal == {"value": 1.3, "target": 1.2, "precision": "bf16", "met": True}
+    limits[0]["device_over_step"] = 1.1
+    assert perf.goals(report)["imagenet_device_data_over_resnet50_step"]["met"] is False
+
+
 def test_bad_options_are_clear_errors(capsys):
     with pytest.raises(SystemExit):
         perf.parse_args(["--device", "cpu", "--methods", "sgd,adam"])
@@ -96,6 +128,12 @@ def test_bad_options_are_clear_errors(capsys):
     with pytest.raises(SystemExit):
         perf.parse_args(["--device", "cpu", "--epoch-train-images", "4", "--batch-size", "8"])
     assert "makes no batch of 8" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        perf.parse_args(["--device", "cpu", "--imagenet-image-size", "100"])
+    assert "vit_s32 cuts images into 32x32 patches" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        perf.parse_args(["--device", "cpu", "--imagenet-models", "resnet152"])
+    assert "unknown ImageNet model resnet152; valid: resnet18_imagenet" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # bf16 convolutions crawl on a CPU: about 90 s on 2 cores
@@ -104,7 +142,7 @@ def test_each_precision_is_measured_and_named(tmp_path):
     and the ratios never mix two precisions."""
     out = tmp_path / "both"
     assert perf.main([*TINY, "--precision", "both", "--methods", "sam,vasso", "--impls", "fast",
-                      "--no-pipeline", "--out-dir", str(out)]) == 0
+                      "--no-pipeline", "--no-imagenet", "--out-dir", str(out)]) == 0
     report = json.loads(next(out.glob("*.json")).read_text())
     assert report["settings"]["precisions"] == ["bf16", "fp32"]
     assert sorted((r["precision"], r["method"]) for r in report["steps"]) == sorted(

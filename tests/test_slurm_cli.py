@@ -132,6 +132,9 @@ def test_partition_checks_name_the_limit_and_the_fix():
         (Resources(1, 1, 2, 10), "--gpus 1: the nodes of partition 'debug' have no GPUs"),
         (Resources(0, 1, 64, 10), "--mem 64G"),
         (Resources(0, 1, 2, 120), "allows at most 01:00:00"),
+        (Resources(0, 1, 2, 10, nodes=2), "--nodes 2: partition 'debug' has 1 node"),
+        (Resources(0, 2, 2, 10, tasks=2), "--tasks-per-node 2 x --cpus 2: the nodes of partition "
+                                          "'debug' have at most 2 CPUs"),
     ]
     for res, message in cases:
         with pytest.raises(SweepError, match=message.replace("(", r"\(")):
@@ -352,3 +355,18 @@ def test_a_slurm_jobs_bad_input_reaches_error_json_and_the_jobs_failure(tmp_path
     error = json.loads((tmp_path / "cell" / "error.json").read_text())
     assert error["type"] == "BadInput" and error["written_by"] == "slurm"
     assert error["message"] == f"--batch-size=4096 exceeds the 1347 training samples (the engine's output: {log})"
+
+
+def test_a_cell_on_several_gpus_runs_one_task_per_gpu():
+    from benchmarks.config import TrainConfig
+    from slurm.resources import resources_for
+
+    cfg = TrainConfig(task="imagenet", experiment="x")
+    assert resources_for(cfg) == Resources(gpus=8, cpus=12, mem_gb=480, time_min=24 * 60,
+                                           nodes=1, tasks=8)
+    two_nodes = resources_for(cfg, gpus=4, nodes=2)
+    assert (two_nodes.nodes, two_nodes.tasks, two_nodes.gpus) == (2, 4, 4)
+    assert two_nodes.describe().startswith("nodes=2 tasks/node=4 gpus=4 ")
+    cpu = resources_for(TrainConfig(task="digits", experiment="x"), tasks=2)
+    assert (cpu.gpus, cpu.tasks) == (0, 2)
+    assert resources_for(TrainConfig(task="digits", experiment="x")).describe().startswith("gpus=0 ")

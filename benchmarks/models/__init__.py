@@ -1,7 +1,8 @@
 """Model registry: ``create_model(name, num_classes, **kw)``.
 
 One self-contained file per family; each registers its constructors with
-:func:`register_model`. CIFAR models take 32x32 inputs, ``digits_cnn`` 8x8.
+:func:`register_model`. CIFAR models take 32x32 inputs, ``digits_cnn`` 8x8; the ImageNet models
+(``models.imagenet``) take an ``image_size``.
 """
 
 from __future__ import annotations
@@ -31,4 +32,4 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
 
 
 # Imported for their registrations.
-from . import digits_cnn, mnist1d_cnn, pyramidnet, resnet, vgg, wide_resnet  # noqa: E402,F401
+from . import digits_cnn, imagenet, mnist1d_cnn, pyramidnet, resnet, vgg, wide_resnet  # noqa: E402,F401

@@ -111,7 +111,10 @@ class TaskData:
     likewise with epoch 0 (or by whatever keys the task's batch plans use).
     ``num_classes``: for a classification task (the collapse check's ln C; None
     otherwise). ``collate``: makes a batch of samples (default: torch's
-    ``default_collate``). ``in_memory`` datasets are fetched in the main process.
+    ``default_collate``). ``to_device``: ``(batch, device) -> batch``, how a collated
+    batch reaches the device, once per step (default: every tensor moved; ImageNet
+    normalises there, or decodes JPEG bytes there). ``in_memory`` datasets are
+    fetched in the main process.
     ``record`` is written to the run directory (e.g. which labels were corrupted);
     ``meta`` joins meta.json (e.g. whether the data files were verified).
     """
@@ -120,6 +123,7 @@ class TaskData:
     test: Dataset
     num_classes: int | None = None
     collate: Callable[[list[Any]], Batch] | None = None
+    to_device: Callable[[Any, torch.device], Batch] | None = None
     in_memory: bool = False
     record: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)

@@ -21,6 +21,7 @@ from torch.utils._pytree import tree_map
 from torch.utils.data import DataLoader
 
 from ..config import FAST_TASKS, ConfigError, TrainConfig, default_num_workers
+from ..distributed import World, share
 from ..fast import DeviceCIFAR
 from ..tasks.base import Batch, Task, TaskData, data_seed
 from .signals import ignore_stop_signals
@@ -33,8 +34,10 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
 
 def use_fast_path(cfg: TrainConfig, device: torch.device) -> bool:
     """``--fast``: ``auto`` is on for the tasks that have a fast path, on CUDA only."""
+    if cfg.task not in FAST_TASKS:  # imagenet's --fast is its decoding place (its task's)
+        return False
     if cfg.fast == "auto":
-        return cfg.task in FAST_TASKS and device.type == "cuda"
+        return device.type == "cuda"
     return cfg.fast == "on"
 
 
@@ -42,8 +45,9 @@ class LoaderPath:
     fast = False
     channels_last = False
 
-    def __init__(self, cfg: TrainConfig, task: Task, data: TaskData, device: torch.device) -> None:
-        self.cfg, self.task, self.data, self.device = cfg, task, data, device
+    def __init__(self, cfg: TrainConfig, task: Task, data: TaskData, device: torch.device,
+                 world: World = World()) -> None:
+        self.cfg, self.task, self.data, self.device, self.world = cfg, task, data, device, world
         planned = len(task.plan_batches(cfg, data, 0))
         if planned == 0:
             raise ConfigError(f"--batch-size={cfg.batch_size} exceeds the {len(data.train)} "
@@ -56,8 +60,9 @@ class LoaderPath:
                             collate_fn=self.data.collate, pin_memory=self.device.type == "cuda",
                             worker_init_fn=ignore_stop_signals if workers else None,
                             generator=torch.Generator().manual_seed(seed))
+        move = self.data.to_device or to_device
         for batch in loader:
-            yield to_device(batch, self.device)
+            yield move(batch, self.device)
 
     def train_batches(self, epoch: int, start: int, stop: int) -> Iterator[Batch]:
         cfg = self.cfg
@@ -69,7 +74,8 @@ class LoaderPath:
             workers = 0
         else:  # resolved here, where the cell runs: a launch host's CPU count means nothing
             workers = default_num_workers() if cfg.num_workers is None else cfg.num_workers
-        yield from self._load(self.data.train, plan[start:stop],
+        # One global order: each rank loads its share of every global batch.
+        yield from self._load(self.data.train, [share(keys, self.world) for keys in plan[start:stop]],
                               data_seed(cfg, "loader") + epoch, workers)
 
     def test_batches(self) -> Iterator[Batch]:
@@ -81,7 +87,8 @@ class LoaderPath:
 class DevicePath:
     fast = True
 
-    def __init__(self, cfg: TrainConfig, task: Task, data: TaskData, device: torch.device) -> None:
+    def __init__(self, cfg: TrainConfig, task: Task, data: TaskData, device: torch.device,
+                 world: World = World()) -> None:
         # Channels-last feeds tensor-core convolutions on CUDA; on a CPU it would only
         # change the kernels' rounding, so the CPU form keeps the DataLoader path's layout.
         self.channels_last = device.type == "cuda"
@@ -103,6 +110,6 @@ class DevicePath:
         yield from self.test.batches()
 
 
-def data_path(cfg: TrainConfig, task: Task, data: TaskData, device: torch.device
-              ) -> LoaderPath | DevicePath:
-    return (DevicePath if use_fast_path(cfg, device) else LoaderPath)(cfg, task, data, device)
+def data_path(cfg: TrainConfig, task: Task, data: TaskData, device: torch.device,
+              world: World = World()) -> LoaderPath | DevicePath:
+    return (DevicePath if use_fast_path(cfg, device) else LoaderPath)(cfg, task, data, device, world)
