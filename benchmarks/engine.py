@@ -118,8 +118,8 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, fused: bool = False
     if cfg.optimizer == "sgd":
         return base, base
 
-    common = dict(rho=cfg.rho, model=model, bn_stats=cfg.bn_stats, clip_grad_norm=cfg.clip_grad_norm,
-                  ascent_every=cfg.ascent_every, seed=data_seed(cfg, "ascent") % 2**31)
+    common = dict(rho=cfg.rho, model=model, bn_stats=cfg.bn_stats, ascent_every=cfg.ascent_every,
+                  clip_grad_norm=cfg.clip_grad_norm, seed=data_seed(cfg, "ascent") % 2**31)
     if cfg.optimizer == "sam":
         return vasso.SAM(base, **common), base
     if cfg.optimizer == "asam":
