@@ -216,3 +216,21 @@ def test_the_length_is_given_once(tmp_path):
     with pytest.raises(ConfigError, match="valid choices: cosine, cosine-epoch, constant, linear, inverse-sqrt"):
         TrainConfig("toy", schedule="step")
     assert math.isfinite(TrainConfig("toy", max_steps=5).lr)
+
+
+def test_results_cli_refuses_an_unknown_metric_in_one_line(tmp_path, capsys):
+    from results.cli import main as results_main
+
+    module = tmp_path / "my_experiments.py"
+    module.write_text(
+        "from benchmarks.config import TrainConfig\n"
+        "from benchmarks.experiments import Experiment\n"
+        "cells = (TrainConfig('toy', max_steps=5, experiment='toy-bleu'),)\n"
+        "EXPERIMENTS = {'toy-bleu': Experiment('toy-bleu', 'Toy', cells, metrics=('bleu',))}\n")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    code = results_main(["toy-bleu", "--experiments-module", str(module), "--runs-dir", str(runs),
+                         "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "toy task has no metric 'bleu'; its metrics: pearson, mse" in err
