@@ -234,3 +234,17 @@ def test_results_cli_refuses_an_unknown_metric_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "toy task has no metric 'bleu'; its metrics: pearson, mse" in err
+
+
+def test_an_undeclared_or_missing_metric_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(ToyRegression, "evaluate", lambda self, model, batches, cfg: {
+        "pearson": 0.5, "r2": 0.2})
+    with pytest.raises(ValueError, match=r"evaluate returned \['r2'\], which it does not declare; "
+                                         "its metrics: pearson, mse"):
+        train(toy(tmp_path, max_steps=2, warmup_steps=1))
+    monkeypatch.setattr(ToyRegression, "evaluate", lambda self, model, batches, cfg: {"mse": 1.0})
+    with pytest.raises(ValueError, match="returned no 'pearson', its primary metric"):
+        train(toy(tmp_path / "2", max_steps=2, warmup_steps=1))
+    monkeypatch.setattr(ToyRegression, "primary", "r2")
+    with pytest.raises(ConfigError, match="toy task has no metric 'r2'; its metrics: pearson, mse"):
+        train(toy(tmp_path / "3", max_steps=2, warmup_steps=1))
