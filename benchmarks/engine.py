@@ -54,10 +54,9 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-import vasso
-
 from . import collapse
 from .config import ConfigError, TrainConfig, cell_id, run_dir
+from .methods import build_optimizer
 from .progress import Progress
 from .rundir import RunDir, WriteFailed
 from .tasks import Task, TaskData, get_task
@@ -96,42 +95,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
-
-
-def build_optimizer(cfg: TrainConfig, model: nn.Module, fused: bool = False
-                    ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-    """``(optimizer, base)``: the base optimizer, wrapped by ``vasso`` unless
-    ``cfg.optimizer == "sgd"`` (then both are the base). Schedulers drive ``base``.
-
-    ``fused``: the base optimizer's fused implementation (the fast path: it reads a
-    tensor learning rate without a host sync, which a CUDA graph needs); AdamW also
-    gets ``capturable=True``, without which ``Adam.step`` refuses a CUDA graph capture.
-    """
-    impl = {"fused": True} if fused else {}
-    if cfg.base == "sgd":
-        base: torch.optim.Optimizer = torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, **impl)
-    else:
-        base = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                 **impl, **({"capturable": True} if fused else {}))
-    if cfg.optimizer == "sgd":
-        return base, base
-
-    common = dict(rho=cfg.rho, model=model, bn_stats=cfg.bn_stats, ascent_every=cfg.ascent_every,
-                  clip_grad_norm=cfg.clip_grad_norm, seed=data_seed(cfg, "ascent") % 2**31)
-    if cfg.optimizer == "sam":
-        return vasso.SAM(base, **common), base
-    if cfg.optimizer == "asam":
-        return vasso.ASAM(base, eta=cfg.eta, scale=cfg.asam_scale, **common), base
-    if cfg.optimizer == "gsam":
-        # rho follows the LR schedule from rho (at lr) down to rho_min (at lr 0).
-        rho_min = cfg.rho if cfg.gsam_rho_min is None else cfg.gsam_rho_min
-        return vasso.GSAM(base, rho_min=rho_min, alpha=cfg.gsam_alpha, lr_max=cfg.lr,
-                          lr_min=0.0, **common), base
-    if cfg.optimizer == "vasso":
-        return vasso.VaSSO(base, theta=cfg.theta, **common), base
-    raise ConfigError(f"unknown optimizer {cfg.optimizer!r}")
 
 
 @dataclasses.dataclass
@@ -379,9 +342,17 @@ class Trainer:
         if self.cfg.stop_on_collapse:
             raise Collapsed(f"{collapse.message(found)}; stopped (--stop-on-collapse)")
 
+    def _passes(self) -> dict[str, Any]:
+        """Forward/backward passes as measured by the optimizer (a sharpness-aware one
+        counts them, across resumes: the count is in its state dict; the base alone
+        takes one per step), in all and per step."""
+        passes = self.optimizer.passes if self.optimizer is not self.base else self.pos.step
+        return {"passes": passes, "passes_per_step": passes / max(self.pos.step, 1)}
+
     def _finish(self) -> dict[str, Any]:
         result = {"primary": self.primary.name, "final": self.pos.final, "best": self.pos.best,
                   "epochs": self.pos.epoch, "steps": self.pos.step, "time_s": self._elapsed(),
+                  **self._passes(),
                   "collapse": collapse.verdict(self.pos.stuck, self.data.num_classes)}
         self.rundir.write_result(result)
         return result
