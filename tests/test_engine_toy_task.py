@@ -13,14 +13,10 @@ metric names.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import pathlib
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -32,7 +28,7 @@ from benchmarks.data import derive_seed, epoch_permutation
 from benchmarks.engine import train
 from benchmarks.experiments import Experiment
 from benchmarks.tasks.base import Metric, Task, TaskData, TrainLoss, data_seed
-from bench_fixtures import REPO, read_metrics, read_result
+from bench_fixtures import REPO, kill_at_first_checkpoint, read_metrics, read_result
 from results.grid import ExperimentError, collect
 from results.render import markdown
 
@@ -173,15 +169,7 @@ def test_sigkill_then_relaunch_equals_uninterrupted(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", script, *config.to_argv(cfg)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while not (run / "checkpoint.pt").exists():
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "no checkpoint after 120 s"
-        time.sleep(0.01)
-    proc.kill()
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (run / "result.json").exists(), "the run finished before it was killed"
+    kill_at_first_checkpoint(proc, run)
     train(cfg)  # the relaunch resumes from the last checkpoint
     assert read_metrics(run) == read_metrics(run_dir(full))
     assert read_result(run) == read_result(run_dir(full))
