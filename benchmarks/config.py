@@ -369,8 +369,7 @@ _OPTIONAL_FIELDS = ("rho", "gsam_rho_min", "ascent_prob", "epochs", "max_steps",
 # field joins a cell's identity only where it differs from its (dataclass) default, so
 # that adding an option does not move the cells that existed before it: a new id would
 # orphan the runs users already have. Append every new field here.
-FIELDS_ADDED_AFTER_PIN: tuple[str, ...] = ("warmup_steps", "clip_grad_norm", "steps_per_epoch",
-                                            "eval_every_steps")
+FIELDS_ADDED_AFTER_PIN: tuple[str, ...] = ()
 
 
 def cell_fields(cfg: TrainConfig) -> dict[str, Any]:
