@@ -94,7 +94,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
                      epochs=90, batch_size=256, cutout_prob=0.0, norm_stats="dataset",
                      schedule="cosine", bn_stats="first", threads=4, image_size=224),
 }
-TASKS = tuple(TASK_DEFAULTS)
+TASKS = tuple(TASK_DEFAULTS)  # the built-in ones; benchmarks.tasks.register adds others
 # The default radius of each sharpness-aware method (vasso's class defaults): ASAM's
 # useful rho is about ten times SAM's. Plain SGD has none (its rho stays None).
 METHOD_RHO: dict[str, float] = {m.name: m.default_rho for m in METHODS.values()
@@ -160,7 +160,7 @@ def _opt(text: str, choices: tuple[str, ...] | None = None, default_text: str | 
 class TrainConfig:
     """Everything that defines one training run; see the module docstring."""
 
-    task: str = _opt("the task to train", TASKS)
+    task: str = _opt("the task to train")  # one of TASK_DEFAULTS (registered tasks included)
     # What is trained.
     dataset: str | None = _opt("dataset", default=None)
     model: str | None = _opt("model name (see benchmarks.models)", default=None)
@@ -261,7 +261,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.task not in TASK_DEFAULTS:
-            raise ConfigError(f"unknown task {self.task!r}; valid tasks: {', '.join(TASKS)}")
+            raise ConfigError(f"unknown task {self.task!r}; valid tasks: {', '.join(TASK_DEFAULTS)}")
         if self.max_steps is not None and self.epochs is not None:
             raise ConfigError(f"--epochs={self.epochs} and --max-steps={self.max_steps}: give the "
                               "length of training once, in epochs or in steps")
@@ -482,7 +482,7 @@ def build_parser(task: str | None = None) -> ArgumentParser:
     for f in dataclasses.fields(TrainConfig):
         choices = f.metadata.get("choices")
         if f.name == "task":
-            parser.add_argument("task", choices=choices, help=f.metadata["help"])
+            parser.add_argument("task", choices=tuple(TASK_DEFAULTS), help=f.metadata["help"])
             continue
         help = _help(f, task)
         kind = _base_type(f)

@@ -281,8 +281,18 @@ class Trainer:
         with torch.no_grad(), self.autocast:
             metrics = self.task.evaluate(self.model, self.batches.test_batches(), self.cfg)
         self.model.train()
-        for name in metrics:
-            self.task.metric(name)  # a metric the task does not declare is a bug: name it
+        if self.primary.name not in metrics:
+            raise ValueError(f"the {self.task.name} task's evaluate returned no "
+                             f"{self.primary.name!r}, its primary metric")
+        return self._declared(metrics, "evaluate")
+
+    def _declared(self, metrics: dict[str, float], where: str) -> dict[str, float]:
+        """``metrics``, when the task declares every one of them (else it has a bug: say so)."""
+        unknown = set(metrics) - {m.name for m in self.task.metrics}
+        if unknown:
+            raise ValueError(f"the {self.task.name} task's {where} returned {sorted(unknown)}, "
+                             f"which it does not declare; its metrics: "
+                             f"{', '.join(m.name for m in self.task.metrics)}")
         return metrics
 
     def _record_evaluation(self, epoch: float, train: dict[str, float] | None) -> dict[str, float]:
@@ -366,7 +376,7 @@ class Trainer:
         self._check_finite()
         sums, weight = self.sums.read()
         *totals, weight = self.collective.sum([*sums.values(), weight])  # over the ranks' shares
-        train = self.task.summarize(dict(zip(sums, totals)), weight)
+        train = self._declared(self.task.summarize(dict(zip(sums, totals)), weight), "summarize")
         pos.epoch += 1
         pos.step_in_epoch = 0
         self.sums = Sums()

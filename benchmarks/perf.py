@@ -11,7 +11,7 @@ model it times one training step three ways:
   tensor, a per-tensor (``foreach=False``) SGD;
 * ``eager``: the suite's ``vasso`` optimizers (foreach kernels, in-place
   restore) with a default SGD, stepped eagerly, as the engine steps them;
-* ``fast``: :class:`benchmarks.fast.step.TrainStep` with a fused SGD and a tensor
+* ``fast``: :class:`benchmarks.training.step.TrainStep` with a fused SGD and a tensor
   LR: on CUDA the whole step replayed from one CUDA graph (eager on a CPU).
 
 Every row runs in each precision asked for (``--precision``; on CUDA both bf16

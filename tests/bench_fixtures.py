@@ -7,9 +7,11 @@ import json
 import os
 import pathlib
 import pickle
+import signal
 import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -115,3 +117,16 @@ def cli(args: list[str], **kwargs) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "benchmarks", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def kill_at_first_checkpoint(proc: subprocess.Popen, run: pathlib.Path, timeout_s: float = 120) -> None:
+    """SIGKILL the engine ``proc`` as soon as ``run`` holds a checkpoint, and reap it."""
+    deadline = time.monotonic() + timeout_s
+    while not (run / "checkpoint.pt").exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, f"no checkpoint after {timeout_s} s"
+        time.sleep(0.01)
+    proc.kill()
+    proc.communicate()  # reaps it and closes its output pipe
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "result.json").exists(), "the run finished before it was killed"

@@ -105,6 +105,12 @@ def test_help_lists_every_field_with_choices():
     ({"task": "digits", "gsam_rho_min": 0.1, "rho": 0.05}, "--gsam-rho-min"),
     ({"task": "digits", "warmup_epochs": 50.0, "epochs": 5}, "--warmup-epochs"),
     ({"task": "digits", "experiment": "a/b"}, "folder name"),
+    ({"task": "digits", "epochs": 3, "max_steps": 60}, "give the length of training once"),
+    ({"task": "digits", "warmup_steps": 5, "warmup_epochs": 1.0}, "give the warm-up once"),
+    ({"task": "digits", "schedule": "inverse-sqrt"}, "give --warmup-steps or --warmup-epochs"),
+    ({"task": "cifar", "max_steps": 100}, "cosine-epoch is set per epoch"),
+    ({"task": "digits", "clip_grad_norm": 0.0}, "--clip-grad-norm"),
+    ({"task": "digits", "eval_every_steps": 0}, "--eval-every-steps"),
     ({"task": "digits", "rho": "big"}, "expected float"),
     ({"task": "digits", "optimizer": "sam", "ascent_prob": 0.0}, "--ascent-prob=0.0: must lie in (0, 1]"),
     ({"task": "digits", "optimizer": "sam", "ascent_prob": 1.5}, "(0, 1]"),
@@ -131,6 +137,8 @@ def test_invalid_config_names_the_problem(kwargs, message):
     ["digits", "--optimizer", "vasso", "--ascent-prob", "2"],
     ["digits", "--optimizer", "sam", "--skip", "reuse", "--ascent-every", "2", "--update-on-reuse"],
     ["digits", "--lr", "fast"],
+    ["digits", "--epochs", "3", "--max-steps", "60"],
+    ["digits", "--schedule", "step"],
     ["imagenet"],
 ])
 def test_cli_bad_input_exits_2_and_writes_nothing(argv, tmp_path, capsys):

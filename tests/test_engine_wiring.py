@@ -139,15 +139,17 @@ def _record_autocast(monkeypatch) -> list[tuple[bool, bool, torch.dtype]]:
     return seen
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_precision_reaches_training_and_evaluation(tmp_path, monkeypatch, precision):
     seen = _record_autocast(monkeypatch)
-    train(argv(tmp_path, "--epochs", "1", "--steps-per-epoch", "2", "--optimizer", "sam",
-               "--precision", precision))
-    bf16 = precision == "bf16"
-    dtype = torch.bfloat16 if bf16 else torch.float32
+    cfg = argv(tmp_path, "--epochs", "1", "--steps-per-epoch", "2", "--optimizer", "sam",
+               "--precision", precision)
+    train(cfg)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     assert {training for training, _, _ in seen} == {True, False}  # both were seen
-    assert all(on == bf16 and out == dtype for _, on, out in seen), seen
+    assert all(on == (precision != "fp32") and out == dtype for _, on, out in seen), seen
+    scaler = torch.load(run_dir(cfg) / "checkpoint.pt", weights_only=True)["scaler"]
+    assert bool(scaler) == (precision == "fp16")  # fp16's loss scale rides in the checkpoint
 
 
 def test_eval_every_evaluates_every_k_epochs_and_after_the_last(tmp_path):
@@ -257,5 +259,44 @@ def test_resume_mid_ascent_cycle_with_dropout_is_bit_exact(tmp_path, monkeypatch
         assert read_result(run_dir(cfg))["passes"] == 16
     ours = torch.load(run_dir(cfg) / "checkpoint.pt", weights_only=True)
     theirs = torch.load(run_dir(reference) / "checkpoint.pt", weights_only=True)
+    for name, tensor in theirs["model"].items():
+        assert torch.equal(ours["model"][name], tensor), name
+
+
+@pytest.mark.parametrize("options", [
+    ["--precision", "fp16", "--optimizer", "vasso", "--clip-grad-norm", "1.0"],
+    ["--schedule", "inverse-sqrt", "--warmup-steps", "4", "--base", "adamw", "--lr", "0.003",
+     "--optimizer", "sam", "--clip-grad-norm", "0.5"],
+    ["--schedule", "linear", "--warmup-steps", "3", "--clip-grad-norm", "0.5"],
+], ids=["fp16-vasso", "inverse-sqrt-adamw-sam", "linear-sgd"])
+def test_training_by_steps_resumes_bit_exactly(tmp_path, monkeypatch, options):
+    # 10 steps of 4-step epochs: the third epoch ends part-way; evaluations every 3 steps
+    # (some inside an epoch) and checkpoints every 2; stopped inside the second epoch.
+    def cfg_in(where):
+        return parse_argv(["digits", "--max-steps", "10", "--steps-per-epoch", "4",
+                           "--eval-every-steps", "3", "--checkpoint-every-steps", "2",
+                           "--batch-size", "32", "--progress", "none",
+                           "--runs-dir", str(tmp_path / where), *options])
+
+    reference = cfg_in("reference")
+    result = train(reference)
+    assert (result["steps"], result["epochs"]) == (10, 3)
+    lines = read_metrics(run_dir(reference))
+    assert [(m["step"], m["split"]) for m in lines if m["split"] == "test"] == [
+        (3, "test"), (4, "test"), (6, "test"), (8, "test"), (9, "test"), (10, "test")]
+    assert [m["epoch"] for m in lines if m["split"] == "test"] == [0.75, 1, 1.5, 2, 2.25, 3]
+
+    cfg = cfg_in("resumed")
+    with monkeypatch.context() as patch:
+        _signal_after(patch, epoch=1, step_in_epoch=3)
+        with pytest.raises(Preempted):
+            train(cfg)
+    assert torch.load(run_dir(cfg) / "checkpoint.pt", weights_only=True)["position"]["step"] == 7
+    train(cfg)
+    assert read_metrics(run_dir(cfg)) == lines
+    assert read_result(run_dir(cfg)) == read_result(run_dir(reference))
+    ours = torch.load(run_dir(cfg) / "checkpoint.pt", weights_only=True)
+    theirs = torch.load(run_dir(reference) / "checkpoint.pt", weights_only=True)
+    assert ours["scaler"] == theirs["scaler"]
     for name, tensor in theirs["model"].items():
         assert torch.equal(ours["model"][name], tensor), name

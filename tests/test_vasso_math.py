@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from torch import nn
 from vasso_reference import (
     METHODS, batch, closure_for, method_kwargs, mlp, reference_for, sgd, step_both, two_step)
 
@@ -233,3 +234,32 @@ def test_vasso_suppresses_gradient_noise_by_theta_over_two_minus_theta(theta):
     error = (opt.state[w]["grad_avg"] - mu).square().mean().item()
     expected = theta / (2 - theta) * sigma**2
     assert error == pytest.approx(expected, rel=0.05)
+
+
+@pytest.mark.parametrize("method", ["sam", "gsam", "vasso"])
+def test_clip_grad_norm_clips_the_descent_gradient_and_leaves_the_ascent_alone(method):
+    """The perturbed point w + e is that of the unclipped run; the base optimizer steps
+    with a gradient of norm clip_grad_norm (here below the gradient's own norm)."""
+    def run(clip):
+        torch.manual_seed(0)
+        model = nn.Linear(6, 1)
+        x, y = 10 * torch.randn(16, 6), torch.randn(16, 1)
+        cls = {"sam": vasso.SAM, "gsam": vasso.GSAM, "vasso": vasso.VaSSO}[method]
+        base = torch.optim.SGD(model.parameters(), lr=1.0)
+        opt = cls(base, rho=0.1, clip_grad_norm=clip)
+        points, norms = [], []
+        base.register_step_pre_hook(lambda o, a, k: norms.append(float(torch.linalg.vector_norm(
+            torch.stack([p.grad.norm() for p in model.parameters()])))))
+
+        def closure():
+            points.append([p.detach().clone() for p in model.parameters()])
+            loss = nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return points, norms
+
+    (points, norms), (clipped_points, clipped_norms) = run(None), run(0.01)
+    assert all(torch.equal(a, b) for a, b in zip(points[1], clipped_points[1]))  # same w + e
+    assert norms[0] > 0.01 and clipped_norms == [pytest.approx(0.01)]
