@@ -55,3 +55,33 @@ def test_hypothesis_text_joins_bpe_units_and_stops_at_eos():
     d = Dictionary.build(["the c@@ at sat"])
     ids = d.encode("the c@@ at sat")[:-1] + [UNK_INDEX, EOS_INDEX, d.index["sat"]]
     assert hypothesis_text(ids, d) == "the cat sat <unk>"
+
+
+def test_evaluation_scores_a_fixed_subset_against_its_own_references(tmp_path, monkeypatch):
+    import torch
+
+    import translation_fixtures as fx
+    from benchmarks.translation import evaluate
+    from benchmarks.translation.data import load_prepared
+    from benchmarks.translation.model import ARCHITECTURES, Transformer
+
+    fx.prepare_tiny(tmp_path)
+    prepared = load_prepared(tmp_path, 60)
+    test = prepared.splits["test"]
+    subset = evaluate.validation_subset(len(test), 4, seed=0)
+    assert all(UNK_INDEX not in test.target(i) for i in subset)  # (unknown words never match)
+    assert subset == evaluate.validation_subset(len(test), 4, seed=0) == sorted(subset) and len(set(subset)) == 4
+    assert evaluate.validation_subset(len(test), 50, seed=0) == list(range(len(test)))
+    model = Transformer(len(prepared.dictionaries["de"]), len(prepared.dictionaries["en"]),
+                        ARCHITECTURES["transformer_tiny"]).train()
+    metrics, translations = evaluate.evaluate_bleu(model, prepared, "test", torch.device("cpu"),
+                                                   max_tokens=64, beam=2, indices=subset)
+    assert len(translations) == 4 and model.training  # evaluated in eval mode, then restored
+    assert 0 <= metrics["bleu"] <= 100 and metrics["sacrebleu_signature"].startswith("nrefs:1|case:lc|")
+    # A model that outputs the references scores 100: each translation meets its own reference.
+    monkeypatch.setattr(evaluate, "translate", lambda model, data, *args: [
+        data.target(i)[:-1].tolist() for i in args[-1]])
+    metrics, translations = evaluate.evaluate_bleu(model, prepared, "test", torch.device("cpu"),
+                                                   max_tokens=64, indices=subset)
+    assert math.isclose(metrics["bleu"], 100.0)
+    assert translations == [prepared.tokenized_references("test")[i] for i in subset]

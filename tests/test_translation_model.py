@@ -13,7 +13,7 @@ from benchmarks.translation.batching import token_batches
 from benchmarks.translation.bleu import tokenized_bleu
 from benchmarks.translation.data import ParallelSplit
 from benchmarks.translation.dictionary import EOS_INDEX, PAD_INDEX
-from benchmarks.translation.loss import label_smoothed_loss
+from benchmarks.translation.loss import label_smoothed_loss, training_loss
 from benchmarks.translation.model import ARCHITECTURES, Transformer, TransformerConfig, parameter_count
 from benchmarks.translation.search import beam_search, greedy_decode, max_lengths, translate
 
@@ -147,3 +147,28 @@ def test_a_tiny_transformer_learns_to_copy_to_bleu_above_90():
     words = lambda ids: " ".join(f"w{i}" for i in ids)  # noqa: E731
     bleu = tokenized_bleu([words(h) for h in hypotheses], [words(test.target(i)[:-1]) for i in range(len(test))])
     assert bleu > 90, bleu
+
+
+def test_sam_and_vasso_steps_on_token_batches_differentiate_the_per_token_mean():
+    # VaSSO with theta = 1 is SAM step for step (METHODS.md): both passes of both methods
+    # differentiate training_loss's mean per token on variable-size token batches.
+    from vasso import SAM, VaSSO
+    data = random_split(64, seed=5)
+    batches = [data.collate(b) for b in token_batches(data.src_lengths, data.tgt_lengths, 96, seed=0, epoch=0)][:3]
+    assert len({b["target"].shape for b in batches}) > 1  # the batches differ in shape
+    params = []
+    for method in (SAM, VaSSO):
+        model = tiny_model(0).train()
+        base = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=1e-4)
+        optimizer = method(base, rho=0.05) if method is SAM else method(base, rho=0.05, theta=1.0)
+        for batch in batches:
+            def closure():
+                loss, sums = training_loss(model, batch, 0.1)
+                loss.backward()
+                return loss
+            loss = optimizer.step(closure)
+            optimizer.zero_grad()
+            assert torch.isfinite(loss)
+        params.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.testing.assert_close(params[0], params[1])
+    assert not torch.equal(params[0], torch.cat([p.detach().flatten() for p in tiny_model(0).parameters()]))

@@ -31,8 +31,7 @@ def quiet(_line: str) -> None:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> tuple[pathlib.Path, dict]:
     data_dir = tmp_path_factory.mktemp("data")
-    fx.write_archive(data_dir / "iwslt14-de-en")
-    return data_dir, prepare(data_dir / "iwslt14-de-en", BPE_MERGES, log=quiet)
+    return data_dir, fx.prepare_tiny(data_dir, BPE_MERGES)
 
 
 def test_training_tags_are_stripped_as_the_recipe_does():

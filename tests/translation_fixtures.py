@@ -79,7 +79,9 @@ def train_lines() -> dict[str, list[str]]:
 def segments_of(name: str, lang: str) -> list[str]:
     n = TEST_SEGMENTS[name]
     words = _DE if lang == "de" else _EN
-    segments = [f"{words[i].capitalize()} {words[(i + 3) % 12]} {name[-4:]} {i}." for i in range(n)]
+    k = list(TEST_SEGMENTS).index(name)
+    segments = [f"{words[(i + k) % 12].capitalize()} {words[(i + 2 * k + 3) % 12]} "
+                f"{words[(i + k + 5) % 12]} {words[(2 * i + k + 7) % 12]}." for i in range(n)]
     if name == "IWSLT14.TED.tst2010" and lang == "en":
         segments[0] = "It’s a cat, isn’t it?"  # the recipe straightens ’ before tokenising
     return segments
@@ -119,3 +121,10 @@ def write_archive(root: pathlib.Path, drop: tuple[str, ...] = ()) -> pathlib.Pat
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return path
+
+
+def prepare_tiny(data_dir: pathlib.Path, bpe_merges: int = 60) -> dict:
+    """The tiny archive written into ``data_dir`` and prepared there; returns the manifest."""
+    from benchmarks.translation.prepare import dataset_root, prepare
+    write_archive(dataset_root(data_dir))
+    return prepare(dataset_root(data_dir), bpe_merges, log=lambda _line: None)

@@ -31,3 +31,12 @@ def label_smoothed_loss(logits: Tensor, target: Tensor, epsilon: float
     real = target != PAD_INDEX
     zero = torch.zeros((), device=loss.device)
     return torch.where(real, loss, zero).sum(), torch.where(real, nll, zero).sum(), real.sum()
+
+
+def training_loss(model: torch.nn.Module, batch: dict[str, Tensor], epsilon: float
+                  ) -> tuple[Tensor, dict[str, Tensor]]:
+    """The loss both passes of a sharpness-aware step differentiate, the mean per target
+    token (fairseq divides by the batch's token count too), and the batch's sums for the
+    training metrics: smoothed loss, NLL and tokens, all on the device."""
+    loss, nll, tokens = label_smoothed_loss(model(batch["src"], batch["prev"]), batch["target"], epsilon)
+    return loss / tokens, {"loss": loss.detach(), "nll": nll.detach(), "tokens": tokens}
