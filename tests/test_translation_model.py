@@ -109,7 +109,7 @@ def test_token_batches_respect_the_budget_and_are_a_pure_function_of_seed_and_ep
     again = token_batches(src, tgt, max_tokens=256, seed=7, epoch=3)
     assert all(np.array_equal(a, b) for a, b in zip(batches, again)) and len(again) == len(batches)
     other = token_batches(src, tgt, max_tokens=256, seed=7, epoch=4)
-    assert [b.tolist() for b in other] != [b.tolist() for b in batches]
+    assert [b.tolist() for b in other] != [b.tolist() for b in batches] and len(other) == len(batches)
     ordered = np.concatenate(token_batches(src, tgt, max_tokens=256))
     assert np.all(np.diff(src[ordered]) >= 0)
     with pytest.raises(ValueError, match="more than max_tokens=50"):

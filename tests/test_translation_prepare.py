@@ -202,3 +202,12 @@ def test_a_sentence_longer_than_the_positions_is_refused_before_anything_runs(pr
     with pytest.raises(ConfigError, match=f"test sentence {first + 1} has .* source tokens, more than "
                                           "the model's 5 positions"):
         check_lengths(test, "test", max_positions=5)
+
+
+def test_an_unwritable_destination_is_refused_before_the_work(tmp_path):
+    root = tmp_path / "iwslt14-de-en"
+    fx.write_archive(root)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="the folder for the prepared data .* is not writable"):
+        prepare(root, BPE_MERGES, out=blocker / "prepared", log=quiet)

@@ -5,7 +5,8 @@ order is cut greedily into batches whose padded size (sentences x the longest se
 counting the longer of source and target, ``</s>`` included) stays within ``max_tokens``;
 the batches are then shuffled. Both random draws are a pure function of (seed, epoch),
 so the batches of any epoch can be rebuilt at any time and a resumed run sees the very
-batches it would have seen. (fairseq draws its ties once per run and additionally rounds
+batches it would have seen. The cut depends on the lengths alone (tied sentences have the
+same size), so every epoch has the same number of batches. (fairseq draws its ties once per run and additionally rounds
 batch sizes to multiples of 8 for GPU efficiency; neither changes what a batch may hold.)
 """
 

@@ -82,7 +82,11 @@ def read_corpus(path: pathlib.Path) -> RawCorpus:
     if missing:
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
         raise NotIwslt14(f"{path} is not the IWSLT'14 De-En release (de-en.tgz): it lacks {shown}")
-    return RawCorpus(files={name: data.decode("utf-8") for name, data in found.items()},
+    try:
+        files = {name: data.decode("utf-8") for name, data in found.items()}
+    except UnicodeDecodeError as err:
+        raise NotIwslt14(f"{path}: a file is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    return RawCorpus(files=files,
                      sha256={**archive_hash, **{name: hashlib.sha256(data).hexdigest()
                                                 for name, data in sorted(found.items())}},
                      source=str(path))

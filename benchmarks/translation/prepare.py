@@ -197,6 +197,8 @@ def prepare(root: pathlib.Path, bpe_merges: int = DEFAULT_BPE_MERGES, source: pa
             return manifest
         raise ConfigError(f"{out} already holds other prepared data (other inputs or settings, or an "
                           "incomplete folder); move it aside to prepare again")
+    from ..rundir import check_writable  # (imports torch: not before the input is known good)
+    check_writable(out.parent, "the folder for the prepared data")  # before minutes of work
     try:
         files, counts = process(raw, bpe_merges, log)
     except corpus.NotIwslt14 as err:
