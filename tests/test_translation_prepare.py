@@ -211,3 +211,12 @@ def test_an_unwritable_destination_is_refused_before_the_work(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(ConfigError, match="the folder for the prepared data .* is not writable"):
         prepare(root, BPE_MERGES, out=blocker / "prepared", log=quiet)
+
+
+def test_a_file_that_is_no_archive_is_refused(tmp_path):
+    root = tmp_path / "iwslt14-de-en"
+    root.mkdir()
+    (root / "de-en.tgz").write_bytes(b"<html>a download error page</html>")
+    with pytest.raises(ConfigError, match="de-en.tgz is not a readable tar archive"):
+        prepare(root, BPE_MERGES, log=quiet)
+    assert sorted(p.name for p in root.iterdir()) == ["de-en.tgz"]

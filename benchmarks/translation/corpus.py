@@ -19,6 +19,7 @@ Python's ``str.lower`` (``lowercase.perl`` is Perl's ``lc``).
 from __future__ import annotations
 
 import hashlib
+import io
 import pathlib
 import re
 import tarfile
@@ -72,12 +73,15 @@ def read_corpus(path: pathlib.Path) -> RawCorpus:
     Raises :class:`NotIwslt14` naming the missing files when any is absent.
     """
     path = pathlib.Path(path)
+    if not path.exists():
+        raise NotIwslt14(f"{path} does not exist")
     if path.is_dir():
         found = {name: (path / name).read_bytes() for name in required_files()
                  if (path / name).is_file()}
         archive_hash = {}
     else:
-        found, archive_hash = _read_archive(path), {path.name: _sha256_file(path)}
+        archive = path.read_bytes()  # ~20 MB: hashed and read from memory
+        found, archive_hash = _read_archive(archive, path), {path.name: hashlib.sha256(archive).hexdigest()}
     missing = [name for name in required_files() if name not in found]
     if missing:
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
@@ -92,11 +96,11 @@ def read_corpus(path: pathlib.Path) -> RawCorpus:
                      source=str(path))
 
 
-def _read_archive(path: pathlib.Path) -> dict[str, bytes]:
+def _read_archive(archive: bytes, path: pathlib.Path) -> dict[str, bytes]:
     wanted = {f"{FOLDER}/{name}": name for name in required_files()}
     found = {}
     try:
-        with tarfile.open(path, "r:*") as tar:
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:*") as tar:
             for member in tar:
                 name = wanted.get(member.name.removeprefix("./"))
                 if name is not None and member.isfile():
@@ -104,14 +108,6 @@ def _read_archive(path: pathlib.Path) -> dict[str, bytes]:
     except (tarfile.TarError, EOFError, OSError) as err:
         raise NotIwslt14(f"{path} is not a readable tar archive ({err})") from None
     return found
-
-
-def _sha256_file(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def strip_train_tags(lines: Sequence[str]) -> list[str]:
