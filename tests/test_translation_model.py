@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from benchmarks.translation.batching import token_batches
 from benchmarks.translation.bleu import tokenized_bleu
-from benchmarks.translation.data import ParallelSplit
+from benchmarks.translation.data import ParallelSplit, collate
 from benchmarks.translation.dictionary import EOS_INDEX, PAD_INDEX
 from benchmarks.translation.loss import label_smoothed_loss, training_loss
 from benchmarks.translation.model import ARCHITECTURES, Transformer, TransformerConfig, parameter_count
@@ -46,7 +46,7 @@ def test_transformer_iwslt_de_en_has_the_parameters_its_architecture_implies():
 def test_incremental_decoding_gives_the_logits_of_the_full_forward_pass():
     model = tiny_model()
     data = random_split(5, seed=1)
-    batch = data.collate(range(5))
+    batch = data.batch(range(5))
     full = model(batch["src"], batch["prev"])
     state = model.start_decoding(*model.encode(batch["src"]))
     for t in range(batch["prev"].size(1)):
@@ -58,23 +58,23 @@ def test_incremental_decoding_gives_the_logits_of_the_full_forward_pass():
 def test_padding_does_not_change_a_translation():
     model = tiny_model().double()
     data = random_split(6, seed=2)
-    batch = data.collate(range(6))["src"]
+    batch = data.batch(range(6))["src"]
     together = beam_search(model, batch, beam=3)
-    alone = [beam_search(model, data.collate([i])["src"], beam=3)[0] for i in range(6)]
+    alone = [beam_search(model, data.batch([i])["src"], beam=3)[0] for i in range(6)]
     assert together == alone
 
 
 def test_beam_search_with_beam_1_is_greedy_decoding():
     for seed in range(3):
         model = tiny_model(seed)
-        src = random_split(8, seed=10 + seed).collate(range(8))["src"]
+        src = random_split(8, seed=10 + seed).batch(range(8))["src"]
         assert beam_search(model, src, beam=1) == greedy_decode(model, src)
 
 
 def test_translations_stop_at_the_length_limit_and_never_hold_pad_or_eos():
     model = tiny_model(3)
     data = random_split(10, seed=4)
-    src = data.collate(range(10))["src"]
+    src = data.batch(range(10))["src"]
     limits = max_lengths(src, TINY.max_positions).tolist()
     assert limits == [int(1.2 * n + 10) for n in data.src_lengths]
     for hypotheses in (beam_search(model, src, beam=4), greedy_decode(model, src)):
@@ -118,7 +118,10 @@ def test_token_batches_respect_the_budget_and_are_a_pure_function_of_seed_and_ep
 
 def test_the_batch_feeds_the_decoder_the_target_shifted_right():
     data = ParallelSplit.from_lists([[5, 6, EOS_INDEX], [7, EOS_INDEX]], [[8, EOS_INDEX], [9, 10, 11, EOS_INDEX]])
-    batch = data.collate([0, 1])
+    batch = data.batch([1, 0])
+    assert batch["id"].tolist() == [1, 0]
+    batch = collate([data[0], data[1]])
+    assert batch["id"].tolist() == [0, 1]
     assert batch["src"].tolist() == [[5, 6, EOS_INDEX], [7, EOS_INDEX, PAD_INDEX]]
     assert batch["target"].tolist() == [[8, EOS_INDEX, PAD_INDEX, PAD_INDEX], [9, 10, 11, EOS_INDEX]]
     assert batch["prev"].tolist() == [[EOS_INDEX, 8, PAD_INDEX, PAD_INDEX], [EOS_INDEX, 9, 10, 11]]
@@ -135,7 +138,7 @@ def test_a_tiny_transformer_learns_to_copy_to_bleu_above_90():
     warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / 40))
     for epoch in range(16):
         for indices in token_batches(train.src_lengths, train.tgt_lengths, 256, seed=0, epoch=epoch):
-            batch = train.collate(indices)
+            batch = train.batch(indices)
             loss, _, tokens = label_smoothed_loss(model(batch["src"], batch["prev"]), batch["target"], 0.1)
             optimizer.zero_grad()
             (loss / tokens).backward()
@@ -154,7 +157,7 @@ def test_sam_and_vasso_steps_on_token_batches_differentiate_the_per_token_mean()
     # differentiate training_loss's mean per token on variable-size token batches.
     from vasso import SAM, VaSSO
     data = random_split(64, seed=5)
-    batches = [data.collate(b) for b in token_batches(data.src_lengths, data.tgt_lengths, 96, seed=0, epoch=0)][:3]
+    batches = [data.batch(b) for b in token_batches(data.src_lengths, data.tgt_lengths, 96, seed=0, epoch=0)][:3]
     assert len({b["target"].shape for b in batches}) > 1  # the batches differ in shape
     params = []
     for method in (SAM, VaSSO):

@@ -59,16 +59,26 @@ class ParallelSplit:
     def target(self, i: int) -> np.ndarray:
         return self.tgt_tokens[self.tgt_offsets[i]:self.tgt_offsets[i + 1]]
 
-    def collate(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
-        """A batch: ``src`` (B, S) and ``target`` (B, T) right-padded with ``<pad>``, and the
-        decoder's input ``prev`` (B, T): ``</s>`` then the target shifted right (teacher forcing)."""
-        src = _pad([self.source(i) for i in indices])
-        target = _pad([self.target(i) for i in indices])
-        prev = torch.full_like(target, PAD_INDEX)
-        prev[:, 0] = EOS_INDEX
-        shifted = target[:, :-1]
-        prev[:, 1:] = shifted.masked_fill(shifted == EOS_INDEX, PAD_INDEX)
-        return {"src": src, "prev": prev, "target": target}
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """Sentence pair ``i``, with its index (so that a batch knows its sentences)."""
+        return i, self.source(i), self.target(i)
+
+    def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The batch of sentences ``indices``: :func:`collate` of those pairs."""
+        return collate([self[i] for i in indices])
+
+
+def collate(pairs: Sequence[tuple[int, np.ndarray, np.ndarray]]) -> dict[str, torch.Tensor]:
+    """A batch of sentence pairs: ``src`` (B, S) and ``target`` (B, T) right-padded with
+    ``<pad>``, the decoder's input ``prev`` (B, T): ``</s>`` then the target shifted right
+    (teacher forcing), and ``id`` (B,), the sentences' indices in their split."""
+    src = _pad([source for _, source, _ in pairs])
+    target = _pad([target for _, _, target in pairs])
+    prev = torch.full_like(target, PAD_INDEX)
+    prev[:, 0] = EOS_INDEX
+    shifted = target[:, :-1]
+    prev[:, 1:] = shifted.masked_fill(shifted == EOS_INDEX, PAD_INDEX)
+    return {"src": src, "prev": prev, "target": target, "id": torch.tensor([i for i, _, _ in pairs])}
 
 
 def _pad(lines: Sequence[np.ndarray]) -> torch.Tensor:

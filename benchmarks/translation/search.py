@@ -128,7 +128,7 @@ def translate(model: Transformer, data: ParallelSplit, max_tokens: int, device: 
     src_lengths = data.src_lengths[indices]
     out: list[list[int] | None] = [None] * len(indices)
     for batch in token_batches(src_lengths, src_lengths, max_tokens):
-        src = data.collate([indices[i] for i in batch])["src"].to(device)
+        src = data.batch([indices[i] for i in batch])["src"].to(device)
         hypotheses = (greedy_decode(model, src) if beam == 1 else beam_search(model, src, beam, lenpen))
         for i, hypothesis in zip(batch, hypotheses):
             out[i] = hypothesis
