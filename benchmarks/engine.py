@@ -230,7 +230,7 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         self.model.eval()
         with torch.no_grad(), self.autocast:
-            metrics = self.task.evaluate(self.model, self.batches.test_batches(), self.cfg)
+            metrics = self.task.evaluate(self.model, self.batches.test_batches(), self.cfg, self.data)
         self.model.train()
         for name in metrics:
             self.task.metric(name)  # a metric the task does not declare is a bug: name it

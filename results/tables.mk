@@ -13,7 +13,7 @@
 
 SLURM_ARGS ?=
 
-.PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta
+.PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta table-iwslt14
 
 # `demo` waits for its cells. When one fails, the table is rendered all the
 # same (it lists the failed cell and its error) and make then fails.
@@ -44,3 +44,9 @@ table-label-noise: install  ## label-noise table and figure: launch what is miss
 figure-theta: install  ## VaSSO's theta sweep figure: launch what is missing, render what is done
 	$(PY) -m slurm launch theta $(SLURM_ARGS)
 	$(PY) -m results theta
+
+# Needs the prepared IWSLT'14 data under $VASSO_DATA (docs/translation.md) and GPUs:
+# `make table-iwslt14 SLURM_ARGS="--partition gpu --gpus 1 --cpus 8 --time 24:00:00"`.
+table-iwslt14: install  ## IWSLT'14 De-En test BLEU (AdamW, SAM, VaSSO x 3 seeds): launch what is missing, render what is done
+	$(PY) -m slurm launch iwslt14 $(SLURM_ARGS)
+	$(PY) -m results iwslt14

@@ -6,8 +6,10 @@ from .base import Metric, Task, TaskData, TrainLoss
 from .cifar import CifarTask
 from .digits import DigitsTask
 from .mnist1d import Mnist1dTask
+from .translation import TranslationTask
 
-TASKS: dict[str, Task] = {"digits": DigitsTask(), "mnist1d": Mnist1dTask(), "cifar": CifarTask()}
+TASKS: dict[str, Task] = {"digits": DigitsTask(), "mnist1d": Mnist1dTask(), "cifar": CifarTask(),
+                          "translation": TranslationTask()}
 
 
 def get_task(name: str) -> Task:

@@ -225,9 +225,12 @@ class Task:
                  "correct": (output.argmax(dim=1) == y).sum()}, y.shape[0])
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch], cfg: TrainConfig) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, batches: Iterable[Batch], cfg: TrainConfig,
+                 data: TaskData | None = None) -> dict[str, float]:
         """The test metrics, by name: :meth:`eval_sums` summed over ``batches`` (on the
-        device, one host read), then :meth:`summarize`. The model is in eval mode."""
+        device, one host read), then :meth:`summarize`. The model is in eval mode.
+        ``data`` (the engine passes it) is for a task that scores against more than the
+        batches hold, e.g. BLEU against reference texts."""
         total = Sums()
         for batch in batches:
             total.add(*self.eval_sums(model, batch))
