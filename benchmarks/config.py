@@ -442,9 +442,12 @@ def _default_help(f: dataclasses.Field, task: str | None) -> str:
     """The real default of a field, as --help shows it: the task's own (every task's
     when none is named), or what the field's metadata says for a computed default."""
     if any(f.name in defaults for defaults in TASK_DEFAULTS.values()):
-        if task in TASK_DEFAULTS:
-            return _show(TASK_DEFAULTS[task][f.name])
-        return _per_key({t: d[f.name] for t, d in TASK_DEFAULTS.items()})
+        if task in TASK_DEFAULTS:  # a field only some tasks use (--max-tokens) is "none" for the others
+            return _show(TASK_DEFAULTS[task].get(f.name, "none"))
+        present = {t: d[f.name] for t, d in TASK_DEFAULTS.items() if f.name in d}
+        if len(present) == len(TASK_DEFAULTS):
+            return _per_key(present)
+        return _per_key({**present, **{t: "none" for t in TASK_DEFAULTS if t not in present}})
     if f.metadata.get("default_text"):
         return f.metadata["default_text"]
     return _show(f.default)

@@ -7,9 +7,11 @@ import json
 import os
 import pathlib
 import pickle
+import signal
 import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -115,3 +117,18 @@ def cli(args: list[str], **kwargs) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "benchmarks", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def kill_at_first_checkpoint(args: list[str], run: pathlib.Path, timeout: float = 120) -> None:
+    """Start ``python -m benchmarks ARGS`` and SIGKILL it as soon as ``run`` holds a
+    checkpoint; asserts that it was killed mid-training (no result.json yet)."""
+    proc = cli(args)
+    deadline = time.monotonic() + timeout
+    while not (run / "checkpoint.pt").exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, f"no checkpoint after {timeout} s"
+        time.sleep(0.01)
+    proc.kill()
+    proc.communicate()  # reaps it and closes its output pipe
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "result.json").exists(), "the run finished before it was killed"

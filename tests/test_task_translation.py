@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import time
 
 import pytest
 import torch
@@ -19,7 +17,7 @@ from benchmarks.__main__ import main
 from benchmarks.config import TrainConfig, run_dir, to_argv
 from benchmarks.engine import train
 from benchmarks.translation import model as model_mod
-from bench_fixtures import cli, read_metrics, read_result
+from bench_fixtures import kill_at_first_checkpoint, read_metrics, read_result
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +41,25 @@ def test_a_translation_cell_trains_on_token_batches_and_scores_validation_bleu(d
     cfg = cell(data_dir, tmp_path)
     assert cfg.lr == 1e-3 and cfg.schedule == "inverse-sqrt" and cfg.weight_decay == 1e-4
     result = train(cfg)
+    run = run_dir(cfg)
     assert result["primary"] == "bleu" and result["steps"] == 12
-    for name in ("bleu", "sacrebleu", "loss", "nll"):
-        assert name in result["final"]["test"] and name in result["best"]["test"]
-    assert 0 <= result["final"]["test"]["bleu"] <= 100
+    # Validation BLEU on the subset during training; the last weights and the best
+    # validation BLEU's scored on the whole test set at the end.
+    for entry in (result["final"], result["best"]):
+        assert set(entry["valid"]) == set(entry["test"]) == {"bleu", "sacrebleu", "loss", "nll"}
+        assert 0 <= entry["test"]["bleu"] <= 100
     assert set(result["final"]["train"]) == {"loss", "nll"}
-    evaluations = [line for line in read_metrics(run_dir(cfg)) if line["split"] == "test"]
-    assert [line["step"] for line in evaluations] == sorted({6, 12} | {line["step"] for line in evaluations})
-    meta = json.loads((run_dir(cfg) / "meta.json").read_text())
+    evaluations = [line for line in read_metrics(run) if line["split"] == "valid"]
+    assert [line["step"] for line in evaluations] == [4, 6, 8, 12]  # every 6 steps and every epoch
+    assert not [line for line in read_metrics(run) if line["split"] == "test"]
+    for which in ("last", "best"):
+        hypotheses = (run / "outputs" / f"{which}.test.hyp.en").read_text().splitlines()
+        assert len(hypotheses) == fx.TEST
+        assert len((run / "outputs" / f"{which}.test.detok.en").read_text().splitlines()) == fx.TEST
+    assert (run / "best_model.pt").is_file()
+    meta = json.loads((run / "meta.json").read_text())
     assert meta["prepared_data"]["counts"]["valid"] == fx.VALID
+    assert meta["sacrebleu_signature"].startswith("nrefs:1|case:lc|eff:no|tok:13a|")
 
 
 @pytest.mark.slow
@@ -61,16 +69,7 @@ def test_sam_and_vasso_on_token_batches_resume_exactly_after_sigkill(data_dir, t
     train(reference)
     cfg = cell(data_dir, tmp_path / "killed", optimizer=optimizer)
     run = run_dir(cfg)
-    proc = cli(to_argv(cfg))
-    deadline = time.monotonic() + 180
-    while not (run / "checkpoint.pt").exists():
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "no checkpoint after 180 s"
-        time.sleep(0.01)
-    proc.kill()
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (run / "result.json").exists(), "the run finished before it was killed"
+    kill_at_first_checkpoint(to_argv(cfg), run, timeout=180)
     assert main(to_argv(cfg)) == 0
     assert read_metrics(run) == read_metrics(run_dir(reference))
     assert read_result(run) == read_result(run_dir(reference))

@@ -7,7 +7,8 @@ import math
 
 import sacrebleu
 
-from benchmarks.translation.bleu import detokenize, hypothesis_text, sacre_bleu, score, tokenized_bleu
+from benchmarks.translation.bleu import (detokenize, hypothesis_text, sacre_bleu, sacrebleu_signature, score,
+                                         tokenized_bleu)
 from benchmarks.translation.dictionary import EOS_INDEX, UNK_INDEX, Dictionary
 
 # Lowercased, Moses-tokenised (escaped) text, as the prepared data and the model's output.
@@ -44,6 +45,7 @@ def test_sacrebleu_figure_is_sacrebleu_on_detokenised_output_with_its_signature(
     expected = sacrebleu.corpus_bleu(detokenised, [RAW_REFERENCES], lowercase=True)
     assert math.isclose(value, expected.score, rel_tol=1e-12)
     assert signature == f"nrefs:1|case:lc|eff:no|tok:13a|smooth:exp|version:{sacrebleu.__version__}"
+    assert sacrebleu_signature() == signature  # known before scoring, for meta.json
     # The original references' case does not count (the model writes lowercase) ...
     assert math.isclose(sacre_bleu(REFERENCES, RAW_REFERENCES)[0], 100.0)
     # ... and the two figures differ on the same output: they are different definitions.

@@ -47,7 +47,7 @@ def _metadata(talk: int, lang: str) -> list[str]:
     title = {"de": "Ein Vortrag über Katzen", "en": "A talk about cats"}[lang]
     about = {"de": "Eine Beschreibung des Vortrags.", "en": "A description of the talk."}[lang]
     return [f"<url>http://www.ted.com/talks/lang/{lang}/talk_{talk}.html</url>",
-            f"<keywords>talks, cats, science</keywords>",
+            "<keywords>talks, cats, science</keywords>",
             f"<speaker>Jane Doe {talk}</speaker>",
             f"<talkid>{talk}</talkid>",
             f"<title>Jane Doe: {title}</title>",

@@ -6,7 +6,11 @@ anything is written; token-count batches grouped by length, a pure function of
 (seed, epoch); fairseq's label-smoothed loss as the mean per target token (what both
 passes of a sharpness-aware method differentiate); and evaluation by beam search
 (beam 5) and both BLEU figures on a fixed subset of the validation set, tokenised
-BLEU being the primary metric.
+BLEU being the primary metric (metrics.jsonl's "valid" lines; result.json's ``valid``).
+At the end the last weights and those of the best validation BLEU are scored on the
+whole test set (result.json's ``final.test`` and ``best.test``), their translations
+written to the run directory's ``outputs/`` (``last.test.hyp.en``, ``best.test.hyp.en``,
+and detokenised), and meta.json holds the sacreBLEU signature.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..translation.batching import token_batches
-from ..translation.bleu import hypothesis_text, score
+from ..training.data_path import to_device
+from ..translation.bleu import detokenize, sacrebleu_signature, hypothesis_text, score
 from ..translation.corpus import TARGET
 from ..translation.data import Prepared, check_lengths, collate, load_prepared
 from ..translation.evaluate import validation_subset
@@ -49,6 +54,8 @@ class TranslationTask(Task):
                Metric("loss", False, ".4f", "label-smoothed loss per token"),
                Metric("nll", False, ".4f", "NLL per token"))
     primary = "bleu"
+    eval_split = "valid"  # the fixed validation subset; the test set is scored at the end:
+    tests_at_end = True   # the last weights and the best by validation BLEU
 
     def missing_data(self, cfg: TrainConfig) -> str | None:
         manifest = dataset_root(cfg.data_dir) / PREPARED / MANIFEST
@@ -65,7 +72,8 @@ class TranslationTask(Task):
         return TranslationData(train=prepared.splits["train"], test=prepared.splits["valid"],
                                collate=collate, in_memory=True, prepared=prepared,
                                meta={"prepared_data": {"folder": str(prepared.folder),
-                                                       "counts": counts}})
+                                                       "counts": counts},
+                                     "sacrebleu_signature": sacrebleu_signature()})
 
     def build_model(self, cfg: TrainConfig, data: TaskData) -> nn.Module:
         sizes = {lang: len(d) for lang, d in data.prepared.dictionaries.items()}
@@ -93,9 +101,26 @@ class TranslationTask(Task):
 
     def evaluate(self, model: nn.Module, batches: Iterable[Batch], cfg: TrainConfig,
                  data: TaskData | None = None) -> dict[str, float]:
-        """Both BLEU figures of the beam-search translations of ``batches`` (sentences of
-        ``data.test``, named by the batches' ``id``), and the plain validation loss."""
-        prepared, ids, hypotheses = data.prepared, [], []
+        """Validation: both BLEU figures of the beam-search translations of ``batches``
+        (sentences of the validation subset) and the validation loss per token."""
+        metrics, _ = self._translate_and_score(model, batches, cfg, data.prepared, "valid")
+        return metrics
+
+    def test(self, model: nn.Module, cfg: TrainConfig, data: TaskData
+             ) -> tuple[dict[str, float], dict[str, str]]:
+        """The whole test set: both BLEU figures and the loss, and the translations
+        (``test.hyp.en``: tokenised, as fairseq-generate prints them; ``test.detok.en``)."""
+        test, device = data.prepared.splits["test"], next(model.parameters()).device
+        batches = (to_device(test.batch(b.tolist()), device)
+                   for b in token_batches(test.src_lengths, test.src_lengths, EVAL_TOKENS))
+        metrics, hypotheses = self._translate_and_score(model, batches, cfg, data.prepared, "test")
+        return metrics, {"test.hyp.en": _lines(hypotheses), "test.detok.en": _lines(detokenize(hypotheses))}
+
+    @staticmethod
+    def _translate_and_score(model: nn.Module, batches: Iterable[Batch], cfg: TrainConfig,
+                             prepared: Prepared, split: str) -> tuple[dict[str, float], list[str]]:
+        """Metrics of ``batches`` of ``split`` and the translations, in corpus order."""
+        ids, hypotheses = [], []
         loss = nll = tokens = torch.zeros(())
         for batch in batches:
             batch_loss, batch_nll, batch_tokens = label_smoothed_loss(
@@ -104,8 +129,14 @@ class TranslationTask(Task):
             ids += batch["id"].tolist()
             hypotheses += beam_search(model, batch["src"], BEAM, LENPEN)
         target = prepared.dictionaries[TARGET]
-        tokenized, raw = prepared.tokenized_references("valid"), prepared.raw_references["valid"]
-        bleu = score([hypothesis_text(h, target) for h in hypotheses], [tokenized[i] for i in ids],
-                     [raw[i] for i in ids])
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        ids = [ids[k] for k in order]
+        texts = [hypothesis_text(hypotheses[k], target) for k in order]
+        tokenized, raw = prepared.tokenized_references(split), prepared.raw_references[split]
+        bleu = score(texts, [tokenized[i] for i in ids], [raw[i] for i in ids])
         return {"bleu": bleu["bleu"], "sacrebleu": bleu["sacrebleu"],
-                "loss": float(loss / tokens), "nll": float(nll / tokens)}
+                "loss": float(loss / tokens), "nll": float(nll / tokens)}, texts
+
+
+def _lines(lines: list[str]) -> str:
+    return "".join(line + "\n" for line in lines)

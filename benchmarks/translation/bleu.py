@@ -42,9 +42,22 @@ def detokenize(lines: Sequence[str], lang: str = "en") -> list[str]:
     return [moses.detokenize(line.split()) for line in lines]
 
 
+def _sacre_metric() -> BLEU:
+    return BLEU(lowercase=True)
+
+
+def sacrebleu_signature() -> str:
+    """The signature of the sacreBLEU figure, known before any scoring, e.g.
+    ``nrefs:1|case:lc|eff:no|tok:13a|smooth:exp|version:2.6.0`` (sacrebleu fills it
+    in when it scores: here one line against itself)."""
+    metric = _sacre_metric()
+    metric.corpus_score(["a"], [["a"]])
+    return str(metric.get_signature())
+
+
 def sacre_bleu(hypotheses: Sequence[str], raw_references: Sequence[str]) -> tuple[float, str]:
     """sacreBLEU (the second definition above) of tokenised lines, and its signature."""
-    metric = BLEU(lowercase=True)
+    metric = _sacre_metric()
     score = metric.corpus_score(detokenize(hypotheses), [list(raw_references)]).score
     return score, str(metric.get_signature())
 
