@@ -49,4 +49,4 @@ figure-theta: install  ## VaSSO's theta sweep figure: launch what is missing, re
 # `make table-iwslt14 SLURM_ARGS="--partition gpu --gpus 1 --cpus 8 --time 24:00:00"`.
 table-iwslt14: install  ## IWSLT'14 De-En test BLEU (AdamW, SAM, VaSSO x 3 seeds): launch what is missing, render what is done
 	$(PY) -m slurm launch iwslt14 $(SLURM_ARGS)
-	$(PY) -m results iwslt14
+	$(PY) -m results iwslt14 --metric best

@@ -6,6 +6,7 @@ its 9 cells."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -120,3 +121,27 @@ def test_slurm_plan_iwslt14_lists_adamw_sam_and_vasso_at_three_seeds(tmp_path, c
     cells = [line for line in out.splitlines() if re.match(r"[0-9a-f]{12}  .*not launched$", line)]
     assert len(cells) == 9
     assert {m for line in cells for m in ("sgd", "sam", "vasso") if f" {m} " in f" {line} "} == {"sgd", "sam", "vasso"}
+
+
+def test_the_iwslt14_table_shows_test_bleu_of_the_best_validation_checkpoint(tmp_path, capsys):
+    from benchmarks.experiments import get
+    from results import cli as results_cli
+    experiment = get("iwslt14")
+    for n, cfg in enumerate(experiment.cells):
+        cfg = dataclasses.replace(cfg, runs_dir=str(tmp_path))
+        run = run_dir(cfg)
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+        valid = {"bleu": 30.0, "sacrebleu": 29.0, "loss": 3.0, "nll": 2.5}
+        test = {"bleu": 34.0 + n % 3, "sacrebleu": 33.0, "loss": 3.1, "nll": 2.6}
+        (run / "result.json").write_text(json.dumps({
+            "primary": "bleu",
+            "final": {"epoch": 60, "step": 66000, "valid": valid, "test": {**test, "bleu": 7.0},
+                      "train": {"loss": 3.0, "nll": 2.4}},
+            "best": {"epoch": 55, "step": 60000, "valid": valid, "test": test},
+            "epochs": 60, "steps": 66000, "time_s": 1.0, "collapse": None}))
+    out = tmp_path / "outputs"
+    assert results_cli.main(["iwslt14", "--runs-dir", str(tmp_path), "--out", str(out), "--metric", "best"]) == 0
+    table = (out / "tables" / "iwslt14.md").read_text()
+    # The best checkpoint's test BLEU (34, 35, 36 over the seeds), not the last one's (7).
+    assert "| vasso | **35.00 ± 1.00** / **33.00 ± 0.00** (3) |" in table and "7.00" not in table
