@@ -86,6 +86,8 @@ class Settings:
     loader_workers: int
     epoch_train_images: int
     epoch_test_images: int
+    translation_model: str
+    translation_tokens: int
     out_dir: str
 
 
@@ -297,6 +299,54 @@ def time_epoch(s: Settings, device: torch.device, precision: str, model_name: st
             "test_acc": accuracy, "train_loss": float(loss_sum) / len(train)}
 
 
+# ----------------------------------------------------------------------------- translation
+
+def time_translation(s: Settings, device: torch.device, precision: str) -> dict[str, Any]:
+    """Target tokens per second of an AdamW, a SAM and a VaSSO step (both around AdamW)
+    on the translation Transformer (benchmarks.translation): the recipe's 4,096-token
+    batch of transformer_iwslt_de_en at full size, on a synthetic batch of 32-token
+    sentences (speed does not depend on which tokens), eager steps."""
+    from benchmarks.translation.loss import label_smoothed_loss
+    from benchmarks.translation.model import ARCHITECTURES, Transformer
+
+    full = s.translation_model == "transformer_iwslt_de_en"
+    src_vocab, tgt_vocab = (8848, 6632) if full else (1000, 1000)
+    g = torch.Generator().manual_seed(2)
+    sentences, length = max(1, s.translation_tokens // 32), 32
+    src = torch.randint(4, src_vocab, (sentences, length), generator=g).to(device)
+    target = torch.randint(4, tgt_vocab, (sentences, length), generator=g).to(device)
+    batch = {"src": src, "prev": target.roll(1, dims=1), "target": target}
+
+    def objective(forward: Callable[..., Tensor], batch: dict[str, Tensor]) -> tuple[Tensor, Any]:
+        loss, _, tokens = label_smoothed_loss(forward(batch["src"], batch["prev"]), batch["target"], 0.1)
+        return loss / tokens, ()
+
+    rows = []
+    for method in ("sgd", "sam", "vasso"):  # sgd: the base alone, here AdamW
+        torch.manual_seed(0)
+        model = Transformer(src_vocab, tgt_vocab, ARCHITECTURES[s.translation_model]).to(device)
+        cfg = TrainConfig("translation", optimizer=method, base="adamw", adam_beta2=0.98, lr=5e-4,
+                          warmup_steps=4000, rho=None if method == "sgd" else RHO, theta=THETA)
+        optimizer, _ = build_optimizer(cfg, model)
+        step = TrainStep(model, optimizer, objective, mode="eager",
+                         autocast_dtype=torch.bfloat16 if precision == "bf16" else None)
+        for _ in range(s.warmup):
+            step(batch)
+        sync(device)
+        timer = Timer(device)
+        for _ in range(s.iters):
+            started = timer.start()
+            step(batch)
+            timer.stop(started)
+        times = summarize(timer.millis())
+        rows.append({"model": s.translation_model, "precision": precision,
+                     "method": "adamw" if method == "sgd" else method, "tokens": target.numel(),
+                     **times, "tokens_per_s": target.numel() / times["median_ms"] * 1e3})
+    median = {r["method"]: r["median_ms"] for r in rows}
+    return {"steps": rows, "vasso_over_adamw": median["vasso"] / median["adamw"],
+            "vasso_over_sam": median["vasso"] / median["sam"]}
+
+
 # ----------------------------------------------------------------------------- ratios and goals
 
 def ratios(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -401,6 +451,12 @@ def print_tables(report: dict[str, Any]) -> None:
               f"{e['test_images']} test images, evaluation included): {e['epoch_s']:.2f} s "
               f"(first, with warm-up: {e['first_epoch_s']:.2f} s); 200 CIFAR-10 epochs ~ "
               f"{e['projected_200_epochs_min']:.1f} min")
+    for t in report.get("translation") or []:
+        print()
+        print(tabulate([[r["model"], r["precision"], r["method"], r["tokens"], f"{r['median_ms']:.2f}",
+                         f"{r['tokens_per_s']:,.0f}"] for r in t["steps"]],
+                       ["translation model", "precision", "step", "tokens", "median ms", "tokens/s"]))
+        print(f"VaSSO/AdamW {t['vasso_over_adamw']:.3f}, VaSSO/SAM {t['vasso_over_sam']:.3f}")
     if report.get("goals"):
         print()
         print(tabulate([[k, f"{v['value']:.3g}", f"{v['target']:.3g}", "yes" if v["met"] else "NO"]
@@ -408,7 +464,8 @@ def print_tables(report: dict[str, Any]) -> None:
                        [f"goal (one H100, {GOAL_PRECISION})", "measured", "target", "met"]))
 
 
-def run(s: Settings, *, pipeline: bool = True, epoch: bool = True) -> dict[str, Any]:
+def run(s: Settings, *, pipeline: bool = True, epoch: bool = True, translation: bool = True
+        ) -> dict[str, Any]:
     device = torch.device(s.device)
     report: dict[str, Any] = {
         "device": device_name(device), "device_type": device.type, "torch": torch.__version__,
@@ -427,6 +484,8 @@ def run(s: Settings, *, pipeline: bool = True, epoch: bool = True) -> dict[str, 
     report["data_pipeline"] = time_pipelines(s, device) if pipeline else None
     report["epochs"] = [time_epoch(s, device, precision) for precision in s.precisions
                         ] if epoch else None
+    report["translation"] = [time_translation(s, device, precision) for precision in s.precisions
+                             ] if translation else None
     report["goals"] = goals(report)
     out_dir = pathlib.Path(s.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -464,6 +523,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
     p.add_argument("--epoch-test-images", type=int)
     p.add_argument("--no-pipeline", action="store_true", help="skip the data pipeline timing")
     p.add_argument("--no-epoch", action="store_true", help="skip the epoch timing")
+    p.add_argument("--no-translation", action="store_true", help="skip the translation step timing")
     p.add_argument("--out-dir", default="outputs/perf")
     a = p.parse_args(argv)
     device = "cuda" if a.device == "auto" and torch.cuda.is_available() else (
@@ -490,7 +550,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
         loader_images=pick(a.loader_images, 20000, 512),
         loader_workers=pick(a.loader_workers, min(8, os.cpu_count() or 1), 0),
         epoch_train_images=pick(a.epoch_train_images, 50000, 64),
-        epoch_test_images=pick(a.epoch_test_images, 10000, 64), out_dir=a.out_dir)
+        epoch_test_images=pick(a.epoch_test_images, 10000, 64),
+        translation_model=pick(None, "transformer_iwslt_de_en", "transformer_tiny"),
+        translation_tokens=pick(None, 4096, 256), out_dir=a.out_dir)
     if min(s.batch_size, s.iters, s.pipeline_images, s.loader_images, s.epoch_train_images,
            s.epoch_test_images) < 1 or s.warmup < 0:
         p.error("sizes must be >= 1 (and --warmup >= 0)")
@@ -501,7 +563,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
 
 def main(argv: list[str] | None = None) -> int:
     s, a = parse_args(argv)
-    run(s, pipeline=not a.no_pipeline, epoch=not a.no_epoch)
+    run(s, pipeline=not a.no_pipeline, epoch=not a.no_epoch, translation=not a.no_translation)
     return 0
 
 
