@@ -63,12 +63,15 @@ TASK_DATASETS: dict[str, tuple[str, ...]] = {
     "mnist1d": ("mnist1d",),
     "cifar": ("cifar10", "cifar100"),
     "imagenet": ("imagenet",),
+    "translation": ("iwslt14-de-en",),
 }
 TASK_MODELS: dict[str, tuple[str, ...]] = {
     "digits": ("digits_cnn",),
     "mnist1d": ("mnist1d_cnn",),
     "cifar": ("vgg11_bn", "resnet18", "wrn28_10", "pyramidnet110"),
     "imagenet": IMAGENET_MODELS,
+    # transformer_tiny: the CPU-sized variant the tests train (benchmarks.translation.model).
+    "translation": ("transformer_iwslt_de_en", "transformer_tiny"),
 }
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # Seconds on a laptop CPU: the embedded demo and the tests. One thread (also for
@@ -93,6 +96,16 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "imagenet": dict(dataset="imagenet", model="resnet50", lr=0.1, weight_decay=1e-4,
                      epochs=90, batch_size=256, cutout_prob=0.0, norm_stats="dataset",
                      schedule="cosine", bn_stats="first", threads=4, image_size=224),
+    # fairseq's IWSLT'14 De-En recipe (docs/translation.md): batches of at most 4,096 tokens,
+    # lr 5e-4 with the inverse-sqrt schedule, wd 1e-4. AdamW with betas (0.9, 0.98), 4,000
+    # warm-up steps and label smoothing 0.1 cannot be task defaults (their fields have
+    # non-None defaults): the experiment gives them, or the command line: --base adamw
+    # --adam-beta2 0.98 --warmup-steps 4000 --label-smoothing 0.1. The length, 60 epochs (~66k updates), is
+    # *unverified*: the paper's could not be read. batch_size is unused (token batches).
+    "translation": dict(dataset="iwslt14-de-en", model="transformer_iwslt_de_en", lr=5e-4,
+                        weight_decay=1e-4, schedule="inverse-sqrt", epochs=60, batch_size=1,
+                        max_tokens=4096, cutout_prob=0.0, norm_stats="dataset", bn_stats="first",
+                        threads=4),
 }
 TASKS = tuple(TASK_DEFAULTS)  # the built-in ones; benchmarks.tasks.register adds others
 # The default radius of each sharpness-aware method (vasso's class defaults): ASAM's
@@ -216,6 +229,9 @@ class TrainConfig:
                                  "(the last epoch may end part-way)", default=None,
                                  default_text="none, --epochs whole epochs")
     batch_size: int | None = _opt("training batch size", default=None)
+    max_tokens: int | None = _opt("translation: at most this many tokens per batch (source or "
+                                  "target, padding included), batches grouped by length",
+                                  default=None)
     steps_per_epoch: int | None = _opt("cap on the steps of every epoch (smoke runs; part of the "
                                        "cell)", default=None, default_text="none, whole epochs")
     eval_every: int = _opt("evaluate every k epochs (and always after the last)", default=1)
@@ -340,7 +356,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise bad(name, "must be an integer >= 1")
         for name in ("epochs", "max_steps", "steps_per_epoch", "eval_every_steps",
-                     "checkpoint_every_steps"):
+                     "checkpoint_every_steps", "max_tokens"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise bad(name, "must be an integer >= 1 (or left out)")
         if self.clip_grad_norm is not None and not (math.isfinite(self.clip_grad_norm)
@@ -385,7 +401,7 @@ class TrainConfig:
 
 
 # Fields that may stay None after the task defaults are applied.
-_OPTIONAL_FIELDS = ("rho", "image_size", "gsam_rho_min", "ascent_prob", "epochs", "max_steps", "steps_per_epoch",
+_OPTIONAL_FIELDS = ("rho", "image_size", "max_tokens", "gsam_rho_min", "ascent_prob", "epochs", "max_steps", "steps_per_epoch",
                     "eval_every_steps", "checkpoint_every_steps", "clip_grad_norm", "num_workers")
 
 
@@ -393,7 +409,7 @@ _OPTIONAL_FIELDS = ("rho", "image_size", "gsam_rho_min", "ascent_prob", "epochs"
 # field joins a cell's identity only where it differs from its (dataclass) default, so
 # that adding an option does not move the cells that existed before it: a new id would
 # orphan the runs users already have. Append every new field here.
-FIELDS_ADDED_AFTER_PIN: tuple[str, ...] = ("image_size",)
+FIELDS_ADDED_AFTER_PIN: tuple[str, ...] = ("image_size", "max_tokens")
 
 
 def cell_fields(cfg: TrainConfig) -> dict[str, Any]:
@@ -450,10 +466,12 @@ def _default_help(f: dataclasses.Field, task: str | None) -> str:
     """The real default of a field, as --help shows it: the task's own (every task's
     when none is named), or what the field's metadata says for a computed default."""
     if any(f.name in defaults for defaults in TASK_DEFAULTS.values()):
-        if task in TASK_DEFAULTS:
-            return _show(TASK_DEFAULTS[task].get(f.name, f.default))
-        # (image_size is the imagenet task's alone)
-        return _per_key({t: d[f.name] for t, d in TASK_DEFAULTS.items() if f.name in d})
+        if task in TASK_DEFAULTS:  # a field only some tasks use (--max-tokens, --image-size) is "none" for the others
+            return _show(TASK_DEFAULTS[task].get(f.name, "none"))
+        present = {t: d[f.name] for t, d in TASK_DEFAULTS.items() if f.name in d}
+        if len(present) == len(TASK_DEFAULTS):
+            return _per_key(present)
+        return _per_key({**present, **{t: "none" for t in TASK_DEFAULTS if t not in present}})
     if f.metadata.get("default_text"):
         return f.metadata["default_text"]
     return _show(f.default)

@@ -279,7 +279,7 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         self.model.eval()
         with torch.no_grad(), self.autocast:
-            metrics = self.task.evaluate(self.model, self.batches.test_batches(), self.cfg)
+            metrics = self.task.evaluate(self.model, self.batches.test_batches(), self.cfg, self.data)
         self.model.train()
         if self.primary.name not in metrics:
             raise ValueError(f"the {self.task.name} task's evaluate returned no "
@@ -296,16 +296,20 @@ class Trainer:
         return metrics
 
     def _record_evaluation(self, epoch: float, train: dict[str, float] | None) -> dict[str, float]:
-        """Evaluate, append the test line, keep it as the final and maybe the best one."""
-        pos = self.pos
+        """Evaluate, append the evaluation's line, keep it as the final and maybe the best
+        one (under the task's ``eval_split``: "test", or "valid" for a task that tests at
+        the end, whose best weights are then kept)."""
+        pos, split = self.pos, self.task.eval_split
         test = self.evaluate()
-        self._log({"epoch": epoch, "step": pos.step, "lr": self._lr(), "split": "test", **test,
+        self._log({"epoch": epoch, "step": pos.step, "lr": self._lr(), "split": split, **test,
                    "time_s": self._elapsed()})
-        pos.final = {"epoch": epoch, "step": pos.step, "test": test}
+        pos.final = {"epoch": epoch, "step": pos.step, split: test}
         if train is not None:
             pos.final["train"] = train
-        if self.primary.better(test[self.primary.name], pos.best and pos.best["test"][self.primary.name]):
-            pos.best = {"epoch": epoch, "step": pos.step, "test": test}
+        if self.primary.better(test[self.primary.name], pos.best and pos.best[split][self.primary.name]):
+            pos.best = {"epoch": epoch, "step": pos.step, split: test}
+            if self.task.tests_at_end:
+                self.rundir.save_best_model(self.model.state_dict())
         return test
 
     def _log(self, line: dict[str, Any]) -> None:
@@ -418,7 +422,21 @@ class Trainer:
         passes = self.optimizer.passes if self.optimizer is not self.base else self.pos.step
         return {"passes": passes, "passes_per_step": passes / max(self.pos.step, 1)}
 
+    def _test_at_end(self) -> None:
+        """The last weights and the best evaluation's, scored on the test split by the task
+        (its evaluations during training used another split); its outputs to the run dir."""
+        self.model.eval()
+        for which, entry in (("last", self.pos.final), ("best", self.pos.best)):
+            if which == "best":
+                self.model.load_state_dict(self.rundir.load_best_model())
+            with torch.no_grad(), self.autocast:
+                entry["test"], outputs = self.task.test(self.model, self.cfg, self.data)
+            for name, text in outputs.items():
+                self.rundir.write_output(f"{which}.{name}", text)
+
     def _finish(self) -> dict[str, Any]:
+        if self.task.tests_at_end:
+            self._test_at_end()
         result = {"primary": self.primary.name, "final": self.pos.final, "best": self.pos.best,
                   "epochs": self.pos.epoch, "steps": self.pos.step, "time_s": self._elapsed(),
                   **self._passes(),

@@ -89,6 +89,8 @@ class Settings:
     loader_workers: int
     epoch_train_images: int
     epoch_test_images: int
+    translation_model: str
+    translation_tokens: int
     out_dir: str
     imagenet_models: list[str]
     imagenet_batch_size: int
@@ -340,6 +342,52 @@ def time_imagenet(s: Settings, device: torch.device) -> dict[str, Any]:
     return {"precision": precision, "image_size": s.imagenet_image_size,
             "batch_size": s.imagenet_batch_size, "steps": steps, "data_paths": paths,
             "limits": limits}
+# ----------------------------------------------------------------------------- translation
+
+def time_translation(s: Settings, device: torch.device, precision: str) -> dict[str, Any]:
+    """Target tokens per second of an AdamW, a SAM and a VaSSO step (both around AdamW)
+    on the translation Transformer (benchmarks.translation): the recipe's 4,096-token
+    batch of transformer_iwslt_de_en at full size, on a synthetic batch of 32-token
+    sentences (speed does not depend on which tokens), eager steps."""
+    from benchmarks.translation.loss import label_smoothed_loss
+    from benchmarks.translation.model import ARCHITECTURES, Transformer
+
+    full = s.translation_model == "transformer_iwslt_de_en"
+    src_vocab, tgt_vocab = (8848, 6632) if full else (1000, 1000)
+    g = torch.Generator().manual_seed(2)
+    sentences, length = max(1, s.translation_tokens // 32), 32
+    src = torch.randint(4, src_vocab, (sentences, length), generator=g).to(device)
+    target = torch.randint(4, tgt_vocab, (sentences, length), generator=g).to(device)
+    batch = {"src": src, "prev": target.roll(1, dims=1), "target": target}
+
+    def objective(forward: Callable[..., Tensor], batch: dict[str, Tensor]) -> tuple[Tensor, Any]:
+        loss, _, tokens = label_smoothed_loss(forward(batch["src"], batch["prev"]), batch["target"], 0.1)
+        return loss / tokens, ()
+
+    rows = []
+    for method in ("sgd", "sam", "vasso"):  # sgd: the base alone, here AdamW
+        torch.manual_seed(0)
+        model = Transformer(src_vocab, tgt_vocab, ARCHITECTURES[s.translation_model]).to(device)
+        cfg = TrainConfig("translation", optimizer=method, base="adamw", adam_beta2=0.98, lr=5e-4,
+                          warmup_steps=4000, rho=None if method == "sgd" else RHO, theta=THETA)
+        optimizer, _ = build_optimizer(cfg, model)
+        step = TrainStep(model, optimizer, objective, mode="eager",
+                         autocast_dtype=torch.bfloat16 if precision == "bf16" else None)
+        for _ in range(s.warmup):
+            step(batch)
+        sync(device)
+        timer = Timer(device)
+        for _ in range(s.iters):
+            started = timer.start()
+            step(batch)
+            timer.stop(started)
+        times = summarize(timer.millis())
+        rows.append({"model": s.translation_model, "precision": precision,
+                     "method": "adamw" if method == "sgd" else method, "tokens": target.numel(),
+                     **times, "tokens_per_s": target.numel() / times["median_ms"] * 1e3})
+    median = {r["method"]: r["median_ms"] for r in rows}
+    return {"steps": rows, "vasso_over_adamw": median["vasso"] / median["adamw"],
+            "vasso_over_sam": median["vasso"] / median["sam"]}
 
 
 # ----------------------------------------------------------------------------- ratios and goals
@@ -454,6 +502,12 @@ def print_tables(report: dict[str, Any]) -> None:
               f"{e['projected_200_epochs_min']:.1f} min")
     if report.get("imagenet"):
         print_imagenet(report["imagenet"])
+    for t in report.get("translation") or []:
+        print()
+        print(tabulate([[r["model"], r["precision"], r["method"], r["tokens"], f"{r['median_ms']:.2f}",
+                         f"{r['tokens_per_s']:,.0f}"] for r in t["steps"]],
+                       ["translation model", "precision", "step", "tokens", "median ms", "tokens/s"]))
+        print(f"VaSSO/AdamW {t['vasso_over_adamw']:.3f}, VaSSO/SAM {t['vasso_over_sam']:.3f}")
     if report.get("goals"):
         print()
         print(tabulate([[k, f"{v['value']:.3g}", f"{v['target']:.3g}", "yes" if v["met"] else "NO"]
@@ -480,8 +534,8 @@ def print_imagenet(imagenet: dict[str, Any]) -> None:
                     "loader/step", "device/step", "limits"]))
 
 
-def run(s: Settings, *, pipeline: bool = True, epoch: bool = True, imagenet: bool = True
-        ) -> dict[str, Any]:
+def run(s: Settings, *, pipeline: bool = True, epoch: bool = True, imagenet: bool = True,
+        translation: bool = True) -> dict[str, Any]:
     device = torch.device(s.device)
     report: dict[str, Any] = {
         "device": device_name(device), "device_type": device.type, "torch": torch.__version__,
@@ -501,6 +555,8 @@ def run(s: Settings, *, pipeline: bool = True, epoch: bool = True, imagenet: boo
     report["epochs"] = [time_epoch(s, device, precision) for precision in s.precisions
                         ] if epoch else None
     report["imagenet"] = time_imagenet(s, device) if imagenet else None
+    report["translation"] = [time_translation(s, device, precision) for precision in s.precisions
+                             ] if translation else None
     report["goals"] = goals(report)
     out_dir = pathlib.Path(s.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -549,6 +605,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
                    help="DataLoader workers of both ImageNet data paths (default: the CPUs, at "
                         "most 16, on CUDA; 0 on a CPU)")
     p.add_argument("--no-imagenet", action="store_true", help="skip the ImageNet section")
+    p.add_argument("--no-translation", action="store_true", help="skip the translation step timing")
     p.add_argument("--out-dir", default="outputs/perf")
     a = p.parse_args(argv)
     device = "cuda" if a.device == "auto" and torch.cuda.is_available() else (
@@ -580,7 +637,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
         imagenet_batch_size=pick(a.imagenet_batch_size, 256, 4),
         imagenet_image_size=a.imagenet_image_size or 224,
         imagenet_images=pick(a.imagenet_images, 4096, 32),
-        imagenet_workers=pick(a.imagenet_workers, min(16, os.cpu_count() or 1), 0))
+        imagenet_workers=pick(a.imagenet_workers, min(16, os.cpu_count() or 1), 0),
+        translation_model=pick(None, "transformer_iwslt_de_en", "transformer_tiny"),
+        translation_tokens=pick(None, 4096, 256))
     if min(s.batch_size, s.iters, s.pipeline_images, s.loader_images, s.epoch_train_images,
            s.epoch_test_images, s.imagenet_batch_size, s.imagenet_images) < 1 or s.warmup < 0:
         p.error("sizes must be >= 1 (and --warmup >= 0)")
@@ -603,7 +662,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
 
 def main(argv: list[str] | None = None) -> int:
     s, a = parse_args(argv)
-    run(s, pipeline=not a.no_pipeline, epoch=not a.no_epoch, imagenet=not a.no_imagenet)
+    run(s, pipeline=not a.no_pipeline, epoch=not a.no_epoch, imagenet=not a.no_imagenet,
+        translation=not a.no_translation)
     return 0
 
 

@@ -67,6 +67,9 @@ SNAPSHOTS = "snapshots"  # epoch-NNNN.pt, with --snapshot-every
 RESULT, ERROR, PREVIOUS_ERRORS = "result.json", "error.json", "previous_errors.jsonl"
 LOCK, CLAIM, DAMAGED = ".lock", ".claim", "damaged"
 TENSORBOARD = "tensorboard"  # the live monitor's event files (benchmarks.monitor)
+# A task that tests its best evaluation's weights at the end (translation) keeps them in
+# BEST_MODEL; what such a task writes besides its metrics (translations) goes to OUTPUTS/.
+BEST_MODEL, OUTPUTS = "best_model.pt", "outputs"
 # The sweep's own files, beside the run directories: <runs_dir>/<experiment>/.sweep/
 SWEEP, LEDGER, LAUNCH_LOCK = ".sweep", "jobs.jsonl", "launch.lock"
 # The files whose presence says that a cell was started.
@@ -541,6 +544,20 @@ class RunDir:
 
     def has_checkpoint(self) -> bool:
         return self.file(CHECKPOINT).is_file() or self.file(PREVIOUS_CHECKPOINT).is_file()
+
+    def save_best_model(self, state: dict[str, Any]) -> None:
+        """The weights of the best evaluation so far (atomically replaced)."""
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write_bytes(self.file(BEST_MODEL), buffer.getbuffer())
+
+    def load_best_model(self) -> dict[str, Any]:
+        return torch.load(self.file(BEST_MODEL), map_location="cpu", weights_only=True)
+
+    def write_output(self, name: str, text: str) -> None:
+        """A task's output file ``OUTPUTS/name`` (atomically replaced)."""
+        self.file(OUTPUTS).mkdir(exist_ok=True)
+        atomic_write_bytes(self.file(OUTPUTS) / name, text.encode())
 
     def save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Write checkpoint.pt, keeping the one it replaces as checkpoint.prev.pt.

@@ -16,7 +16,7 @@ SLURM_ARGS ?=
 .PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta report tensorboard \
 	table-noise-digits figure-noise-digits table-noise-mnist1d figure-noise-mnist1d \
 	figure-adversary figure-adversary-mnist1d table-sharpness table-efficiency figure-efficiency \
-	table-imagenet
+	table-imagenet table-iwslt14
 
 # `demo` waits for its cells. When one fails, the table is rendered all the
 # same (it lists the failed cell and its error) and make then fails.
@@ -87,6 +87,12 @@ table-efficiency figure-efficiency: install  ## cheaper steps (CIFAR-10 ResNet-1
 table-imagenet: install  ## ImageNet (ResNet-50, ViT-S/32): launch what is missing, render what is done (docs/imagenet.md)
 	$(PY) -m slurm launch imagenet $(SLURM_ARGS)
 	$(PY) -m results imagenet
+
+# Needs the prepared IWSLT'14 data under $VASSO_DATA (docs/translation.md) and GPUs:
+# `make table-iwslt14 SLURM_ARGS="--partition gpu --gpus 1 --cpus 8 --time 24:00:00"`.
+table-iwslt14: install  ## IWSLT'14 De-En test BLEU (AdamW, SAM, VaSSO x 3 seeds): launch what is missing, render what is done
+	$(PY) -m slurm launch iwslt14 $(SLURM_ARGS)
+	$(PY) -m results iwslt14 --metric best
 
 # Renders only: nothing is launched or trained. `make report` right after `make demo`
 # shows the demo's table and figure, and every other experiment as not yet run with

@@ -77,7 +77,7 @@ def test_help_lists_every_field_with_choices():
         if f.name != "task":
             assert "--" + f.name.replace("_", "-") in text
     assert "{sgd,sam,asam,gsam,vasso}" in text
-    assert "{digits,mnist1d,cifar,imagenet}" in text
+    assert "{digits,mnist1d,cifar,imagenet,translation}" in text
     assert "VaSSO averaging weight" in text
 
 
@@ -202,7 +202,7 @@ def test_help_shows_every_real_default_and_each_tasks_own(capsys):
 
     text = help_text()
     assert "default: None" not in text and text.count("(default:") == len(dataclasses.fields(TrainConfig)) - 1
-    assert "--epochs INT number of epochs (or give --max-steps) (default: 30 for digits, mnist1d; 200 for cifar; 90 for imagenet)" in text
+    assert "--epochs INT number of epochs (or give --max-steps) (default: 30 for digits, mnist1d; 200 for cifar; 90 for imagenet; 60 for translation)" in text
     assert ("--rho FLOAT perturbation radius, rho_max for GSAM; only for --optimizer sam, asam, gsam, "
             "vasso (default: 0.05 for sam, gsam, vasso; 0.5 for asam)") in text
     assert "--data-dir STR dataset root (default: $VASSO_DATA, else ./data)" in text

@@ -48,6 +48,18 @@ def test_report_has_every_field(report):
     assert positive(e["projected_200_epochs_min"]) and 0 <= e["test_acc"] <= 100
 
 
+def test_the_translation_step_is_timed_in_tokens_per_second(report):
+    [t] = report["translation"]
+    assert [r["method"] for r in t["steps"]] == ["adamw", "sam", "vasso"]
+    median = {}
+    for r in t["steps"]:
+        assert r["model"] == "transformer_tiny" and r["n"] == 2 and r["precision"] == "fp32"
+        assert math.isclose(r["tokens_per_s"], r["tokens"] / r["median_ms"] * 1e3)
+        median[r["method"]] = r["median_ms"]
+    assert math.isclose(t["vasso_over_adamw"], median["vasso"] / median["adamw"])
+    assert math.isclose(t["vasso_over_sam"], median["vasso"] / median["sam"])
+
+
 def test_ratios_come_from_the_measured_times(report):
     median = {(r["method"], r["impl"]): r["median_ms"] for r in report["steps"]}
     rows = {r["impl"]: r for r in report["ratios"]}

@@ -10,9 +10,10 @@ from .cifar import CifarTask
 from .digits import DigitsTask
 from .imagenet import ImageNetTask
 from .mnist1d import Mnist1dTask
+from .translation import TranslationTask
 
 TASKS: dict[str, Task] = {"digits": DigitsTask(), "mnist1d": Mnist1dTask(), "cifar": CifarTask(),
-                          "imagenet": ImageNetTask()}
+                          "imagenet": ImageNetTask(), "translation": TranslationTask()}
 
 
 def register(task: Task, *, datasets: tuple[str, ...], models: tuple[str, ...],

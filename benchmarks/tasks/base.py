@@ -169,6 +169,11 @@ class Task:
     name: str = ""
     metrics: tuple[Metric, ...] = (ACCURACY, LOSS)
     primary: str = "acc"
+    # The split the evaluations during training score, as metrics.jsonl and result.json
+    # name it. A task that ``tests_at_end`` evaluates on a validation split and, at the
+    # end, :meth:`test`s the last weights and the best evaluation's on the test split.
+    eval_split: str = "test"
+    tests_at_end: bool = False
 
     def metric(self, name: str) -> Metric:
         """The declared metric ``name``; a ConfigError naming the valid ones otherwise."""
@@ -229,10 +234,19 @@ class Task:
                  "correct": (output.argmax(dim=1) == y).sum()}, y.shape[0])
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch], cfg: TrainConfig) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, batches: Iterable[Batch], cfg: TrainConfig,
+                 data: TaskData | None = None) -> dict[str, float]:
         """The test metrics, by name: :meth:`eval_sums` summed over ``batches`` (on the
-        device, one host read), then :meth:`summarize`. The model is in eval mode."""
+        device, one host read), then :meth:`summarize`. The model is in eval mode.
+        ``data`` (the engine passes it) is for a task that scores against more than the
+        batches hold, e.g. BLEU against reference texts."""
         total = Sums()
         for batch in batches:
             total.add(*self.eval_sums(model, batch))
         return self.summarize(*total.read())
+
+    def test(self, model: nn.Module, cfg: TrainConfig, data: TaskData
+             ) -> tuple[dict[str, float], dict[str, str]]:
+        """For a task that ``tests_at_end``: the test metrics of ``model`` and its outputs
+        (file name -> text, e.g. translations), which the engine writes to the run dir."""
+        raise NotImplementedError
