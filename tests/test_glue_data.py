@@ -374,3 +374,56 @@ def test_models_resolve_offline_from_the_hub_cache_under_their_canonical_id(data
     assert prepare("rte", "roberta-base", elsewhere, 32).model_path == snapshot
     with pytest.raises(ConfigError, match="'bert-base-uncased' not found"):
         prepare("rte", "bert-base-uncased", elsewhere, 32)
+
+
+# -- the loss and the evaluation ---------------------------------------------------------
+
+@pytest.mark.parametrize("task", ["rte", "stsb"])
+def test_training_loss_and_sums_match_a_direct_computation(data_dir, task):
+    from benchmarks.glue.steps import training_loss
+
+    gf.write_tsv(data_dir, task)
+    glue = prepare(task, "roberta-base", data_dir, 32)
+    torch.manual_seed(0)
+    model = load_model(glue.model_path, glue.tokenizer, glue.task, 32, "roberta-base").model
+    model.eval()  # no dropout: the two computations must agree
+    batch = glue.collate(glue.train, list(range(6)))
+    loss, sums, weight = training_loss(glue.task, model, batch)
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    if task == "stsb":
+        direct = ((logits.squeeze(-1) - batch["labels"]) ** 2).mean()
+        assert set(sums) == {"loss"}
+    else:
+        direct = torch.nn.functional.cross_entropy(logits, batch["labels"])
+        correct = (logits.argmax(-1) == batch["labels"]).sum()
+        assert float(sums["acc"]) == pytest.approx(100.0 * float(correct))
+    assert float(loss.detach()) == pytest.approx(float(direct.detach()), rel=1e-5)
+    assert float(weight) == 6 and float(sums["loss"]) == pytest.approx(6 * float(direct.detach()), rel=1e-5)
+    loss.backward()
+    assert all(p.grad is not None for p in model.classifier.parameters())
+
+
+@pytest.mark.parametrize("task", ["mnli", "mrpc"])
+def test_evaluation_scores_every_dev_row_in_row_order(data_dir, task):
+    from benchmarks.glue.steps import evaluate
+
+    gf.write_tsv(data_dir, task)
+    glue = prepare(task, "bert-base-uncased", data_dir, 32)
+    torch.manual_seed(0)
+    model = load_model(glue.model_path, glue.tokenizer, glue.task, 32, "bert-base-uncased").model
+    result = evaluate(glue, model, batch_size=5, device=torch.device("cpu"))
+    assert model.training  # restored
+    model.eval()
+    per_split, losses = {}, []
+    with torch.no_grad():
+        for name, split in glue.dev.items():  # one unsorted batch per split
+            batch = glue.collate(split, list(range(len(split))))
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+            per_split[name] = (split.labels.numpy(), logits.numpy())
+            losses.append(torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"))
+    direct = metrics.task_metrics(glue.task, per_split)
+    assert set(result) == set(direct) | {"loss"}
+    for name, value in direct.items():
+        assert result[name] == pytest.approx(value)
+    rows = sum(len(s) for s in glue.dev.values())
+    assert result["loss"] == pytest.approx(float(sum(losses)) / rows, rel=1e-5)
