@@ -427,3 +427,25 @@ def test_evaluation_scores_every_dev_row_in_row_order(data_dir, task):
         assert result[name] == pytest.approx(value)
     rows = sum(len(s) for s in glue.dev.values())
     assert result["loss"] == pytest.approx(float(sum(losses)) / rows, rel=1e-5)
+
+
+def test_download_is_asked_for_only_what_is_missing_and_a_failure_is_one_line(data_dir, monkeypatch):
+    import socket
+
+    import datasets
+
+    def no_network(*args, **kwargs):
+        raise ConnectionError("no network here")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(datasets, "load_dataset", no_network)
+    with pytest.raises(ConfigError) as err:
+        prepare("rte", "roberta-base", data_dir, 32, download=True)
+    assert "GLUE RTE --download failed (ConnectionError: no network here)" in one_line(err)
+    assert "save_to_disk" in one_line(err)
+    gf.write_tsv(data_dir, "rte")  # present: --download fetches nothing
+    assert prepare("rte", "roberta-base", data_dir, 32, download=True).train is not None
+    with pytest.raises(ConfigError) as err:
+        prepare("rte", "roberta-large", data_dir, 32, download=True)
+    assert "model 'roberta-large' --download failed" in one_line(err)
+    assert "hf download roberta-large --local-dir" in one_line(err)
