@@ -378,14 +378,19 @@ def test_models_resolve_offline_from_the_hub_cache_under_their_canonical_id(data
 
 # -- the loss and the evaluation ---------------------------------------------------------
 
+def glue_and_model(data_dir: pathlib.Path, task: str, model: str):
+    """The task's fixture files prepared for ``model``, and the classifier (seed 0)."""
+    gf.write_tsv(data_dir, task)
+    glue = prepare(task, model, data_dir, 32)
+    torch.manual_seed(0)
+    return glue, load_model(glue.model_path, glue.tokenizer, glue.task, 32, model).model
+
+
 @pytest.mark.parametrize("task", ["rte", "stsb"])
 def test_training_loss_and_sums_match_a_direct_computation(data_dir, task):
     from benchmarks.glue.steps import training_loss
 
-    gf.write_tsv(data_dir, task)
-    glue = prepare(task, "roberta-base", data_dir, 32)
-    torch.manual_seed(0)
-    model = load_model(glue.model_path, glue.tokenizer, glue.task, 32, "roberta-base").model
+    glue, model = glue_and_model(data_dir, task, "roberta-base")
     model.eval()  # no dropout: the two computations must agree
     batch = glue.collate(glue.train, list(range(6)))
     loss, sums, weight = training_loss(glue.task, model, batch)
@@ -407,10 +412,7 @@ def test_training_loss_and_sums_match_a_direct_computation(data_dir, task):
 def test_evaluation_scores_every_dev_row_in_row_order(data_dir, task):
     from benchmarks.glue.steps import evaluate
 
-    gf.write_tsv(data_dir, task)
-    glue = prepare(task, "bert-base-uncased", data_dir, 32)
-    torch.manual_seed(0)
-    model = load_model(glue.model_path, glue.tokenizer, glue.task, 32, "bert-base-uncased").model
+    glue, model = glue_and_model(data_dir, task, "bert-base-uncased")
     result = evaluate(glue, model, batch_size=5, device=torch.device("cpu"))
     assert model.training  # restored
     model.eval()
