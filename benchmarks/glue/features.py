@@ -49,13 +49,17 @@ class Encoded:
     """A tokenised split, ragged: row ``i``'s ids are ``input_ids[offsets[i]:offsets[i + 1]]``.
 
     ``token_type_ids`` (BERT's segment ids) share the offsets; None for models that
-    take none (RoBERTa). ``labels``: int64 class ids or float32 scores.
+    take none (RoBERTa). ``labels``: int64 class ids or float32 scores. ``split``: for
+    dev rows put together from several dev sets (MNLI's matched and mismatched), the
+    index of each row's set; batches carry it, so that an evaluation can score each
+    set on its own.
     """
 
     input_ids: torch.Tensor          # (total,) int32
     offsets: torch.Tensor            # (n + 1,) int64
     labels: torch.Tensor             # (n,)
     token_type_ids: torch.Tensor | None = None  # (total,) int8
+    split: torch.Tensor | None = None           # (n,) int64
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -69,6 +73,18 @@ class Encoded:
         if self.token_type_ids is not None:
             tensors["token_type_ids"] = self.token_type_ids
         return tensors
+
+
+def concat(parts: list[Encoded]) -> Encoded:
+    """The rows of ``parts`` one after the other, each marked with its part's index."""
+    starts = torch.tensor([0] + [int(p.offsets[-1]) for p in parts]).cumsum(0)[:-1]
+    types = [p.token_type_ids for p in parts]
+    return Encoded(
+        torch.cat([p.input_ids for p in parts]),
+        torch.cat([parts[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(parts, starts)]),
+        torch.cat([p.labels for p in parts]),
+        None if types[0] is None else torch.cat(types),
+        torch.cat([torch.full((len(p),), i, dtype=torch.int64) for i, p in enumerate(parts)]))
 
 
 def encode(tokenizer: Any, split: GlueSplit, max_length: int) -> Encoded:
@@ -158,7 +174,8 @@ def pad_batch(encoded: Encoded, indices: list[int], pad_id: int, max_length: int
     """The rows ``indices`` padded to the longest of them (rounded up to a multiple of
     :data:`PAD_MULTIPLE`, never beyond ``max_length``): ``input_ids``,
     ``attention_mask``, ``token_type_ids`` (where the model takes them) and ``labels``,
-    the keywords of a transformers classifier's forward."""
+    the keywords of a transformers classifier's forward, and ``split`` for dev rows
+    (:func:`concat`)."""
     index = torch.as_tensor(indices, dtype=torch.int64)
     lengths = encoded.lengths[index]
     longest = int(lengths.max())
@@ -174,4 +191,6 @@ def pad_batch(encoded: Encoded, indices: list[int], pad_id: int, max_length: int
         token_types[mask] = encoded.token_type_ids[source].long()
         batch["token_type_ids"] = token_types
     batch["labels"] = encoded.labels[index]
+    if encoded.split is not None:
+        batch["split"] = encoded.split[index]
     return batch

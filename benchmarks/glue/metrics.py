@@ -60,9 +60,9 @@ def split_metrics(task: GlueTask, labels: np.ndarray, outputs: np.ndarray) -> di
 
 def task_metrics(task: GlueTask, per_split: dict[str, tuple[np.ndarray, np.ndarray]]
                  ) -> dict[str, float]:
-    """All of the task's metrics from ``{dev split: (labels, outputs)}``, with ``score``
-    (GLUE's average of the pair) where the task has one. MNLI's two dev sets give
-    ``acc_m`` (matched) and ``acc_mm`` (mismatched)."""
+    """All of the task's metrics from ``{dev split: (labels, outputs)}``: its own one or
+    two, then ``score``, GLUE's per-task score (the metric, or the average of the pair).
+    MNLI's two dev sets give ``acc_m`` (matched) and ``acc_mm`` (mismatched)."""
     missing = set(task.dev_splits) - set(per_split)
     if missing:
         raise ValueError(f"{task.name}: no outputs for dev split(s) {sorted(missing)}")
@@ -72,7 +72,6 @@ def task_metrics(task: GlueTask, per_split: dict[str, tuple[np.ndarray, np.ndarr
     else:
         (split,) = task.dev_splits
         values = split_metrics(task, *per_split[split])
-    pair = [m.name for m in task.metrics if m.name != "score"]
-    if "score" in (m.name for m in task.metrics):
-        values["score"] = sum(values[name] for name in pair) / len(pair)
+    own = [m.name for m in task.metrics if m.name != "score"]
+    values["score"] = sum(values[name] for name in own) / len(own)
     return {m.name: values[m.name] for m in task.metrics}

@@ -157,16 +157,12 @@ class LoadedModel:
     new_weights: list[str]    # the parameters initialised here (the head), for the run record
 
 
-def load_model(path: pathlib.Path, tokenizer: Any, task: GlueTask, max_length: int,
-               name: str) -> LoadedModel:
-    """The classifier for ``task`` from the pretrained weights in ``path``.
+def load_model(path: pathlib.Path, task: GlueTask) -> LoadedModel:
+    """The classifier for ``task`` from the pretrained weights in ``path`` (checked by
+    :func:`check_fit` first). The new head is drawn from the global torch RNG: seed it
+    first (the cell's init seed)."""
+    from transformers import AutoModelForSequenceClassification
 
-    The new head is drawn from the global torch RNG: seed it first (the cell's init seed).
-    """
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    config = AutoConfig.from_pretrained(str(path), local_files_only=True)
-    check_fit(config, tokenizer, task, max_length, name)
     problem = "regression" if task.is_regression else "single_label_classification"
     labels = {} if task.labels is None else {
         "id2label": dict(enumerate(task.labels)), "label2id": {n: i for i, n in enumerate(task.labels)}}
@@ -183,7 +179,7 @@ def load_model(path: pathlib.Path, tokenizer: Any, task: GlueTask, max_length: i
             str(path), local_files_only=True, num_labels=task.num_labels, problem_type=problem,
             output_loading_info=True, **labels)
     except ValueError as err:  # an architecture with no sequence-classification model
-        raise ConfigError(f"model {name!r} ({config.model_type}) cannot classify sequences: "
+        raise ConfigError(f"the model in {path} cannot classify sequences: "
                           f"{str(err).splitlines()[0]}") from None
     finally:
         transformers_log.setLevel(level)

@@ -15,20 +15,24 @@ from .spec import GlueTask, get_glue_task
 
 @dataclass
 class GlueData:
-    """A task's tokenised splits and what batches them: ``dev`` maps each dev split name
-    (``dev``, or MNLI's ``dev_matched`` and ``dev_mismatched``) to its rows."""
+    """A task's tokenised splits and what batches them. ``dev`` holds the rows of every
+    dev set (one, or MNLI's matched then mismatched), each marked with its set's index
+    in ``task.dev_splits`` (``Encoded.split``)."""
 
     task: GlueTask
     model_path: pathlib.Path
     tokenizer: Any
     train: Encoded
-    dev: dict[str, Encoded]
+    dev: Encoded
     pad_id: int
     max_length: int
     record: dict[str, Any] = field(default_factory=dict)
 
     def train_batches(self, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
         return features.length_grouped_batches(self.train.lengths, batch_size, seed, epoch)
+
+    def dev_batches(self, batch_size: int) -> list[list[int]]:
+        return features.evaluation_batches(self.dev.lengths, batch_size)
 
     def collate(self, split: Encoded, indices: list[int]) -> dict:
         return features.pad_batch(split, indices, self.pad_id, self.max_length)
@@ -67,5 +71,6 @@ def prepare(task_name: str, model: str, data_dir: pathlib.Path, max_length: int,
     record = {"glue": {"task": task.name, "model_path": str(model_path), "tokenizer_sha256": key,
                        "max_length": max_length, "tokenized_from_cache": cached,
                        "splits": {name: split.record for name, split in splits.items()}}}
-    return GlueData(task, model_path, tokenizer, encoded.pop("train"), encoded,
+    dev = features.concat([encoded[name] for name in task.dev_splits])
+    return GlueData(task, model_path, tokenizer, encoded["train"], dev,
                     tokenizer.pad_token_id, max_length, record)

@@ -8,10 +8,11 @@ metrics with the primary one. WNLI is left out, as in the RoBERTa and BERT
 papers' dev tables (its dev set is adversarial to the train set).
 
 Scores are in percent, as GLUE and the papers print them (MCC and the
-correlations x 100). The primary metric is GLUE's per-task score: the metric, or
-the unweighted average of the two where GLUE lists two (MRPC's F1 and accuracy,
-QQP's accuracy and F1, STS-B's Pearson and Spearman, MNLI's matched and
-mismatched accuracy), named ``score``.
+correlations x 100). Every task's primary metric is ``score``, GLUE's per-task
+score: the task's metric, or the unweighted average of the two where GLUE lists
+two (MRPC's F1 and accuracy, QQP's accuracy and F1, STS-B's Pearson and Spearman,
+MNLI's matched and mismatched accuracy). One primary name for all eight lets one
+table rank and average them alike.
 """
 
 from __future__ import annotations
@@ -53,10 +54,9 @@ class GlueTask:
 
     ``labels``: the class names in ``datasets``' order (its ``ClassLabel``); the TSV
     files spell them (or give their index, for the 0/1 tasks); ``None`` for STS-B's
-    regression target (a similarity score in [0, 5]). ``dev``: split name -> (TSV file
+    regression target (a similarity score in [0, 5]). ``dev``: (split name, TSV file
     stem, ``datasets`` split), one entry per dev set; MNLI has two, matched and
-    mismatched. ``metrics`` lists the task's own metrics and ``score`` when it has a
-    pair; ``primary`` names the one that ranks runs.
+    mismatched. ``metrics``: the task's own one or two metrics, then ``score``.
     """
 
     name: str                      # the datasets config name, and the --dataset value
@@ -65,8 +65,9 @@ class GlueTask:
     tsv: TsvColumns
     labels: tuple[str, ...] | None
     metrics: tuple[Metric, ...]
-    primary: str
     dev: tuple[tuple[str, str, str], ...] = (("dev", "dev", "validation"),)
+
+    primary = "score"
 
     @property
     def num_labels(self) -> int:
@@ -87,35 +88,33 @@ class GlueTask:
 
 ACC = Metric("acc", "accuracy")
 F1 = Metric("f1", "F1")
-SCORE = Metric("score", "GLUE score (the average of the pair)")
+SCORE = Metric("score", "GLUE score (the metric, or the average of the pair)")
 
 GLUE_TASKS: dict[str, GlueTask] = {t.name: t for t in (
     # CoLA's train.tsv and dev.tsv have no header: source, label, the author's mark, sentence.
     GlueTask("cola", "CoLA", ("sentence",), TsvColumns((3,), 1, header=False),
-             ("unacceptable", "acceptable"), (Metric("mcc", "Matthews corr."),), "mcc"),
+             ("unacceptable", "acceptable"), (Metric("mcc", "Matthews corr."), SCORE)),
     GlueTask("sst2", "SST-2", ("sentence",), TsvColumns(("sentence",), "label"),
-             ("negative", "positive"), (ACC,), "acc"),
+             ("negative", "positive"), (ACC, SCORE)),
     GlueTask("mrpc", "MRPC", ("sentence1", "sentence2"),
              TsvColumns(("#1 String", "#2 String"), "Quality"),
-             ("not_equivalent", "equivalent"), (F1, ACC, SCORE), "score"),
+             ("not_equivalent", "equivalent"), (F1, ACC, SCORE)),
     GlueTask("stsb", "STS-B", ("sentence1", "sentence2"),
              TsvColumns(("sentence1", "sentence2"), "score"), None,
-             (Metric("pearson", "Pearson corr."), Metric("spearman", "Spearman corr."), SCORE),
-             "score"),
+             (Metric("pearson", "Pearson corr."), Metric("spearman", "Spearman corr."), SCORE)),
     GlueTask("qqp", "QQP", ("question1", "question2"),
              TsvColumns(("question1", "question2"), "is_duplicate", min_fields=6),
-             ("not_duplicate", "duplicate"), (ACC, F1, SCORE), "score"),
+             ("not_duplicate", "duplicate"), (ACC, F1, SCORE)),
     GlueTask("mnli", "MNLI", ("premise", "hypothesis"),
              TsvColumns(("sentence1", "sentence2"), "gold_label"),
              ("entailment", "neutral", "contradiction"),
              (Metric("acc_m", "matched accuracy"), Metric("acc_mm", "mismatched accuracy"), SCORE),
-             "score",
              dev=(("dev_matched", "dev_matched", "validation_matched"),
                   ("dev_mismatched", "dev_mismatched", "validation_mismatched"))),
     GlueTask("qnli", "QNLI", ("question", "sentence"), TsvColumns(("question", "sentence"), "label"),
-             ("entailment", "not_entailment"), (ACC,), "acc"),
+             ("entailment", "not_entailment"), (ACC, SCORE)),
     GlueTask("rte", "RTE", ("sentence1", "sentence2"), TsvColumns(("sentence1", "sentence2"), "label"),
-             ("entailment", "not_entailment"), (ACC,), "acc"),
+             ("entailment", "not_entailment"), (ACC, SCORE)),
 )}
 
 # What users type for a task: the datasets config name, or the distribution's folder name.

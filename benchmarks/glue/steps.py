@@ -8,21 +8,17 @@ the training metrics stay on the device (no host read per step).
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any
+from typing import Iterable
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
-from . import features
 from .metrics import task_metrics
-from .prepare import GlueData
 from .spec import GlueTask
 
 
 def _forward(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "split")}
     return model(**inputs).logits.float()
 
 
@@ -34,7 +30,7 @@ def batch_loss(task: GlueTask, logits: torch.Tensor, labels: torch.Tensor,
 
 
 def training_loss(task: GlueTask, model: torch.nn.Module, batch: dict[str, torch.Tensor]
-                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
     """``(loss, sums, weight)``: the batch's mean loss (what both passes of a
     sharpness-aware step differentiate), device sums of the training metrics (the
     summed loss, and the number of correct predictions for a classification task) and
@@ -42,37 +38,27 @@ def training_loss(task: GlueTask, model: torch.nn.Module, batch: dict[str, torch
     logits = _forward(model, batch)
     labels = batch["labels"]
     loss = batch_loss(task, logits, labels)
-    weight = torch.tensor(float(len(labels)), device=logits.device)
-    sums = {"loss": loss.detach() * weight}
+    sums = {"loss": loss.detach() * len(labels)}
     if not task.is_regression:
-        sums["acc"] = (logits.detach().argmax(-1) == labels).sum().float() * 100.0
-    return loss, sums, weight
+        sums["correct"] = (logits.detach().argmax(-1) == labels).sum()
+    return loss, sums, len(labels)
 
 
 @torch.no_grad()
-def evaluate(glue: GlueData, model: torch.nn.Module, batch_size: int, device: torch.device,
-             autocast: Any = None) -> dict[str, float]:
+def evaluate(task: GlueTask, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]]
+             ) -> dict[str, float]:
     """The task's dev-set metrics (``metrics.task_metrics``) and ``loss``, the mean loss
-    over every dev row. Batches are length-sorted; outputs go back to row order. The
-    model's train/eval mode is restored afterwards."""
-    was_training = model.training
-    model.eval()
-    per_split: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    loss_sum, rows = 0.0, 0
-    try:
-        for name, split in glue.dev.items():
-            outputs = torch.empty((len(split), glue.task.num_labels), dtype=torch.float32)
-            losses = []
-            for indices in features.evaluation_batches(split.lengths, batch_size):
-                batch = {k: v.to(device, non_blocking=True)
-                         for k, v in glue.collate(split, indices).items()}
-                with autocast or contextlib.nullcontext():
-                    logits = _forward(model, batch)
-                losses.append(batch_loss(glue.task, logits, batch["labels"], reduction="sum"))
-                outputs[torch.as_tensor(indices)] = logits.cpu()
-            loss_sum += float(torch.stack(losses).sum())
-            rows += len(split)
-            per_split[name] = (split.labels.numpy(), outputs.numpy())
-    finally:
-        model.train(was_training)
-    return {**task_metrics(glue.task, per_split), "loss": loss_sum / rows}
+    over every dev row, from batches of :attr:`GlueData.dev` (each row marked with its
+    dev set, ``split``). Outputs stay on the device until all batches are through (one
+    host read); the metrics do not depend on the order of the rows."""
+    logits, labels, splits = [], [], []
+    for batch in batches:
+        logits.append(_forward(model, batch))
+        labels.append(batch["labels"])
+        splits.append(batch["split"])
+    outputs, targets = torch.cat(logits), torch.cat(labels)
+    loss = float(batch_loss(task, outputs, targets, reduction="mean"))
+    outputs, targets, split = outputs.cpu().numpy(), targets.cpu().numpy(), torch.cat(splits).cpu().numpy()
+    per_split = {name: (targets[split == i], outputs[split == i])
+                 for i, name in enumerate(task.dev_splits)}
+    return {**task_metrics(task, per_split), "loss": loss}
