@@ -24,7 +24,8 @@ and fast/textbook; the images per second of the device data pipeline
 (:class:`benchmarks.fast.data.DeviceCIFAR`) and of the PIL DataLoader it
 replaces; and the wall time of a full epoch of ResNet-18 VaSSO on the fast path
 per precision, evaluation included, on synthetic CIFAR-shaped data (speed does not depend on
-pixel values). Times use CUDA events on a GPU and ``perf_counter`` on a CPU.
+pixel values); and one GLUE fine-tuning step of AdamW, SAM and VaSSO on a RoBERTa-shaped
+model (``benchmarks.glue.perf``: roberta-base's shape on a GPU or with ``--full``). Times use CUDA events on a GPU and ``perf_counter`` on a CPU.
 Results go to ``outputs/perf/<device>-<timestamp>.json`` and a table is printed.
 """
 
@@ -84,6 +85,7 @@ class Settings:
     epoch_train_images: int
     epoch_test_images: int
     out_dir: str
+    glue_full: bool = False  # the GLUE step at roberta-base's shape (else a small one)
 
 
 # ----------------------------------------------------------------------------- textbook reference
@@ -440,6 +442,10 @@ def print_tables(report: dict[str, Any]) -> None:
               f"{e['test_images']} test images, evaluation included): {e['epoch_s']:.2f} s "
               f"(first, with warm-up: {e['first_epoch_s']:.2f} s); 200 CIFAR-10 epochs ~ "
               f"{e['projected_200_epochs_min']:.1f} min")
+    if report.get("glue"):
+        from benchmarks.glue.perf import print_table
+
+        print_table(report["glue"])
     if report.get("goals"):
         print()
         print(tabulate([[k, f"{v['value']:.3g}", f"{v['target']:.3g}", "yes" if v["met"] else "NO"]
@@ -447,7 +453,8 @@ def print_tables(report: dict[str, Any]) -> None:
                        [f"goal (one H100, {GOAL_PRECISION})", "measured", "target", "met"]))
 
 
-def run(s: Settings, *, pipeline: bool = True, epoch: bool = True) -> dict[str, Any]:
+def run(s: Settings, *, pipeline: bool = True, epoch: bool = True, glue: bool = True
+        ) -> dict[str, Any]:
     device = torch.device(s.device)
     report: dict[str, Any] = {
         "device": device_name(device), "device_type": device.type, "torch": torch.__version__,
@@ -466,6 +473,12 @@ def run(s: Settings, *, pipeline: bool = True, epoch: bool = True) -> dict[str, 
     report["data_pipeline"] = time_pipelines(s, device) if pipeline else None
     report["epochs"] = [time_epoch(s, device, precision) for precision in s.precisions
                         ] if epoch else None
+    if glue:
+        from benchmarks.glue.perf import time_glue
+
+        report["glue"] = time_glue(s.glue_full, s.precisions, s.iters, s.warmup, device)
+    else:
+        report["glue"] = None
     report["goals"] = goals(report)
     out_dir = pathlib.Path(s.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -503,6 +516,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
     p.add_argument("--epoch-test-images", type=int)
     p.add_argument("--no-pipeline", action="store_true", help="skip the data pipeline timing")
     p.add_argument("--no-epoch", action="store_true", help="skip the epoch timing")
+    p.add_argument("--no-glue", action="store_true", help="skip the GLUE step timing")
     p.add_argument("--out-dir", default="outputs/perf")
     a = p.parse_args(argv)
     device = "cuda" if a.device == "auto" and torch.cuda.is_available() else (
@@ -529,7 +543,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
         loader_images=pick(a.loader_images, 20000, 512),
         loader_workers=pick(a.loader_workers, min(8, os.cpu_count() or 1), 0),
         epoch_train_images=pick(a.epoch_train_images, 50000, 64),
-        epoch_test_images=pick(a.epoch_test_images, 10000, 64), out_dir=a.out_dir)
+        epoch_test_images=pick(a.epoch_test_images, 10000, 64), out_dir=a.out_dir, glue_full=big)
     if min(s.batch_size, s.iters, s.pipeline_images, s.loader_images, s.epoch_train_images,
            s.epoch_test_images) < 1 or s.warmup < 0:
         p.error("sizes must be >= 1 (and --warmup >= 0)")
@@ -540,7 +554,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
 
 def main(argv: list[str] | None = None) -> int:
     s, a = parse_args(argv)
-    run(s, pipeline=not a.no_pipeline, epoch=not a.no_epoch)
+    run(s, pipeline=not a.no_pipeline, epoch=not a.no_epoch, glue=not a.no_glue)
     return 0
 
 
