@@ -77,7 +77,9 @@ def _tsv_lines(task: str, split: str) -> list[list[str]]:
         elif task == "qqp":
             out.append([str(i), str(2 * i), str(2 * i + 1), *texts, spelled])
         elif task == "mnli":
-            annotators = [spelled] * (5 if split != "train" else 1)
+            # The annotators' labels (not the gold one) come first: the first disagrees.
+            other = TSV_LABELS[task][(y + 1) % 3]
+            annotators = [other] + [spelled] * (4 if split != "train" else 0)
             out.append([str(i), str(i), f"{i}e", "fiction", "( x )", "( y )", "(ROOT x)",
                         "(ROOT y)", *texts, *annotators, spelled])
         else:  # qnli, rte

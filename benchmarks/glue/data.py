@@ -187,10 +187,7 @@ def read_tsv(task: GlueTask, path: pathlib.Path) -> GlueSplit:
             raise ConfigError(f"{path}: no column {', '.join(map(repr, missing))} in its header "
                               f"({', '.join(header[:12])}); is it GLUE's {task.folder} file?")
         text_at = [header.index(c) for c in spec.text]
-        label_at = header.index(spec.label)
-        # MNLI's dev files hold five annotator labels before gold_label, its train file
-        # one: the gold label is read as the last field, as every reader of these files does.
-        label_at = -1 if spec.label == "gold_label" else label_at
+        label_at = -1 if spec.label_last else header.index(spec.label)
     else:
         text_at, label_at = list(spec.text), spec.label
     needed = max(spec.min_fields, max(text_at) + 1, (label_at + 1) if label_at >= 0 else 1)

@@ -39,13 +39,17 @@ class TsvColumns:
     ``text``: the one or two text columns and ``label`` the label column, by header
     name, or by position in header-less files (``header=False``: CoLA's train and dev).
     ``min_fields``: rows with fewer tab-separated fields are malformed and skipped
-    (a few QQP training rows lack their questions).
+    (a few QQP training rows lack their questions). ``label_last``: the label is read
+    as the row's last field, as the reference readers (transformers' GLUE processors,
+    fairseq) read MNLI, STS-B, QNLI and RTE; MNLI's dev rows, for one, hold five
+    annotator labels before the gold one.
     """
 
     text: tuple[str | int, ...]
     label: str | int
     header: bool = True
     min_fields: int = 0
+    label_last: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,20 +104,22 @@ GLUE_TASKS: dict[str, GlueTask] = {t.name: t for t in (
              TsvColumns(("#1 String", "#2 String"), "Quality"),
              ("not_equivalent", "equivalent"), (F1, ACC, SCORE)),
     GlueTask("stsb", "STS-B", ("sentence1", "sentence2"),
-             TsvColumns(("sentence1", "sentence2"), "score"), None,
+             TsvColumns(("sentence1", "sentence2"), "score", label_last=True), None,
              (Metric("pearson", "Pearson corr."), Metric("spearman", "Spearman corr."), SCORE)),
     GlueTask("qqp", "QQP", ("question1", "question2"),
              TsvColumns(("question1", "question2"), "is_duplicate", min_fields=6),
              ("not_duplicate", "duplicate"), (ACC, F1, SCORE)),
     GlueTask("mnli", "MNLI", ("premise", "hypothesis"),
-             TsvColumns(("sentence1", "sentence2"), "gold_label"),
+             TsvColumns(("sentence1", "sentence2"), "gold_label", label_last=True),
              ("entailment", "neutral", "contradiction"),
              (Metric("acc_m", "matched accuracy"), Metric("acc_mm", "mismatched accuracy"), SCORE),
              dev=(("dev_matched", "dev_matched", "validation_matched"),
                   ("dev_mismatched", "dev_mismatched", "validation_mismatched"))),
-    GlueTask("qnli", "QNLI", ("question", "sentence"), TsvColumns(("question", "sentence"), "label"),
+    GlueTask("qnli", "QNLI", ("question", "sentence"),
+             TsvColumns(("question", "sentence"), "label", label_last=True),
              ("entailment", "not_entailment"), (ACC, SCORE)),
-    GlueTask("rte", "RTE", ("sentence1", "sentence2"), TsvColumns(("sentence1", "sentence2"), "label"),
+    GlueTask("rte", "RTE", ("sentence1", "sentence2"),
+             TsvColumns(("sentence1", "sentence2"), "label", label_last=True),
              ("entailment", "not_entailment"), (ACC, SCORE)),
 )}
 
