@@ -12,8 +12,10 @@ naming the field, the value and what would be valid; the CLI turns it into exit 
 
 A *cell* is the set of fields that decide what is computed (everything but where
 things live, how they are shown and which code path computes them,
-:data:`LOCATION_FIELDS`); ``cell_id`` hashes it, so the same cell always maps to the
-same run directory.
+:data:`LOCATION_FIELDS`; and of the fields a method or base optimizer owns, only
+those its own read: ``benchmarks.methods``); ``cell_id`` hashes it, so the same cell
+always maps to the same run directory. The ids of the paper's experiments are pinned
+(tests/test_cell_ids_golden.py).
 """
 
 from __future__ import annotations
@@ -30,13 +32,17 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from vasso.sam import SKIP
+
+from .methods import BASES, METHODS, readers, unused_fields
+
 
 class ConfigError(ValueError):
     """Bad user input: the CLI prints it and exits with code 2, writing nothing."""
 
 
-OPTIMIZERS = ("sgd", "sam", "asam", "gsam", "vasso")
-BASE_OPTIMIZERS = ("sgd", "adamw")
+OPTIMIZERS = tuple(METHODS)
+BASE_OPTIMIZERS = tuple(BASES)
 SCHEDULES = ("cosine", "cosine-epoch", "constant")
 PRECISIONS = ("fp32", "bf16")
 BN_STATS = ("first", "both")
@@ -47,6 +53,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PROGRESS = ("auto", "bar", "log", "none")
 FAST = ("auto", "on", "off")
 ASAM_SCALES = ("weights", "all")
+SKIP_MODES = SKIP  # what a step without a fresh ascent does (vasso.SharpnessAware's skip)
 
 # What each task can train, and its defaults for the task-dependent fields.
 TASK_DATASETS: dict[str, tuple[str, ...]] = {
@@ -78,9 +85,10 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
                   schedule="cosine-epoch", bn_stats="both", threads=4),
 }
 TASKS = tuple(TASK_DEFAULTS)
-# The default radius of each method (vasso's class defaults): ASAM's useful rho is
-# about ten times SAM's. Plain SGD ignores rho; it gets SAM's so its cells never split.
-METHOD_RHO: dict[str, float] = {"sgd": 0.05, "sam": 0.05, "asam": 0.5, "gsam": 0.05, "vasso": 0.05}
+# The default radius of each sharpness-aware method (vasso's class defaults): ASAM's
+# useful rho is about ten times SAM's. Plain SGD has none (its rho stays None).
+METHOD_RHO: dict[str, float] = {m.name: m.default_rho for m in METHODS.values()
+                                if m.default_rho is not None}
 # Tasks with a fast path (benchmarks/fast/: data on the device, the step in a CUDA graph).
 FAST_TASKS = ("cifar",)
 
@@ -148,8 +156,10 @@ class TrainConfig:
     model: str | None = _opt("model name (see benchmarks.models)", default=None)
     pyramidnet_alpha: int = _opt("PyramidNet widening factor alpha", default=270)
     # The optimizer.
-    optimizer: str = _opt("optimizer; 'sgd' means the base optimizer alone", OPTIMIZERS, default="sgd")
-    base: str = _opt("base optimizer wrapped by the sharpness-aware methods", BASE_OPTIMIZERS, default="sgd")
+    optimizer: str = _opt("the method: " + "; ".join(f"{m.name} = {m.help}" for m in METHODS.values()),
+                          OPTIMIZERS, default="sgd")
+    base: str = _opt("base optimizer (the one --optimizer sgd trains alone, and the one the "
+                     "sharpness-aware methods wrap)", BASE_OPTIMIZERS, default="sgd")
     rho: float | None = _opt("perturbation radius, rho_max for GSAM", default=None,
                              default_text=_per_key(METHOD_RHO))
     theta: float = _opt("VaSSO averaging weight theta in (0, 1]; 1 is SAM", default=0.9)
@@ -158,6 +168,14 @@ class TrainConfig:
     gsam_alpha: float = _opt("GSAM's alpha (weight of the orthogonal ascent)", default=0.0)
     gsam_rho_min: float | None = _opt("GSAM's rho_min", default=None, default_text="rho, a constant rho")
     ascent_every: int = _opt("perturb every k-th step only (1: every step)", default=1)
+    ascent_prob: float | None = _opt("instead, perturb each step with probability p in (0, 1], "
+                                     "drawn from a seeded generator", default=None,
+                                     default_text="none (--ascent-every decides)")
+    skip: str = _opt("what a step without a fresh perturbation does: clean = one pass at w, the "
+                     "clean gradient; reuse = one pass at w + the last perturbation", SKIP_MODES,
+                     default="clean")
+    update_on_reuse: bool = _opt("VaSSO with --skip reuse: feed the gradient of a reused step into "
+                                 "its average too", default=False)
     bn_stats: str | None = _opt("BatchNorm running statistics from the first pass or both passes "
                                 "(both: what the official code does)", BN_STATS, default=None)
     lr: float | None = _opt("peak learning rate", default=None)
@@ -169,6 +187,9 @@ class TrainConfig:
     weight_decay: float | None = _opt("weight decay", default=None)
     momentum: float = _opt("SGD momentum", default=0.9)
     nesterov: bool = _opt("Nesterov momentum for the SGD base", default=False)
+    adam_beta1: float = _opt("AdamW's beta1", default=0.9)
+    adam_beta2: float = _opt("AdamW's beta2", default=0.999)
+    adam_eps: float = _opt("AdamW's eps", default=1e-8)
     # The training run.
     epochs: int | None = _opt("number of epochs", default=None)
     batch_size: int | None = _opt("training batch size", default=None)
@@ -212,8 +233,8 @@ class TrainConfig:
         for name, value in TASK_DEFAULTS[self.task].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
-        if self.rho is None:  # an unknown optimizer is reported by _validate
-            object.__setattr__(self, "rho", METHOD_RHO.get(self.optimizer, METHOD_RHO["sam"]))
+        if self.rho is None:  # None for SGD, and for an unknown optimizer (_validate says so)
+            object.__setattr__(self, "rho", METHOD_RHO.get(self.optimizer))
         self._coerce_types()
         self._validate()
 
@@ -244,14 +265,27 @@ class TrainConfig:
         for name in ("rho", "eta", "gsam_alpha", "weight_decay", "momentum", "warmup_epochs",
                      "label_smoothing"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
+            if value is not None and not (math.isfinite(value) and value >= 0):
                 raise bad(name, "must be a finite number >= 0")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise bad(name, "must lie in [0, 1)")
+        if not (math.isfinite(self.adam_eps) and self.adam_eps > 0):
+            raise bad("adam_eps", "must be a finite number > 0")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise bad("lr", "must be a finite number > 0")
         if not 0 < self.theta <= 1:
             raise bad("theta", "must lie in (0, 1] (theta = 1 is SAM)")
-        if self.gsam_rho_min is not None and not 0 <= self.gsam_rho_min <= self.rho:
+        if self.gsam_rho_min is not None and self.rho is not None and not 0 <= self.gsam_rho_min <= self.rho:
             raise bad("gsam_rho_min", f"must lie in [0, rho={self.rho}]")
+        if self.ascent_prob is not None:
+            if not 0 < self.ascent_prob <= 1:
+                raise bad("ascent_prob", "must lie in (0, 1]")
+            if self.ascent_every > 1:
+                raise bad("ascent_prob", "give --ascent-every or --ascent-prob, not both")
+        if self.update_on_reuse and (self.optimizer != "vasso" or self.skip != "reuse"):
+            raise bad("update_on_reuse", "only VaSSO with --skip reuse has an average to feed; "
+                      "use --optimizer vasso --skip reuse, or leave it off")
         if not 0 <= self.label_noise < 1:
             raise bad("label_noise", "must lie in [0, 1)")
         if not 0 <= self.label_smoothing < 1:
@@ -287,12 +321,29 @@ class TrainConfig:
 
 
 # Fields that may stay None after the task defaults are applied.
-_OPTIONAL_FIELDS = ("gsam_rho_min", "max_steps", "num_workers")
+_OPTIONAL_FIELDS = ("rho", "gsam_rho_min", "ascent_prob", "max_steps", "num_workers")
+
+
+# Fields added after the cell ids were pinned (tests/test_cell_ids_golden.py). Such a
+# field joins a cell's identity only where it differs from its (dataclass) default, so
+# that adding an option does not move the cells that existed before it: a new id would
+# orphan the runs users already have. Append every new field here.
+FIELDS_ADDED_AFTER_PIN: tuple[str, ...] = ()
 
 
 def cell_fields(cfg: TrainConfig) -> dict[str, Any]:
-    """The fields that define the cell: all but :data:`LOCATION_FIELDS`."""
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in LOCATION_FIELDS}
+    """The fields that define the cell: all but :data:`LOCATION_FIELDS`, and of the
+    fields a method or a base optimizer owns (``benchmarks.methods``), only those of
+    the cell's own (SGD's cell holds no rho, SAM's no theta, an SGD-based one no
+    AdamW betas). Fields no method or base owns (the task, the data, the schedule)
+    are in every cell; one of :data:`FIELDS_ADDED_AFTER_PIN` only when not at its default."""
+    unused = unused_fields(cfg.optimizer, cfg.base)
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items()
+              if k not in LOCATION_FIELDS and k not in unused}
+    for name in FIELDS_ADDED_AFTER_PIN:
+        if name in fields and fields[name] == TrainConfig.__dataclass_fields__[name].default:
+            del fields[name]
+    return fields
 
 
 def cell_id(cfg: TrainConfig) -> str:
@@ -342,6 +393,13 @@ def _default_help(f: dataclasses.Field, task: str | None) -> str:
     return _show(f.default)
 
 
+def _help(f: dataclasses.Field, task: str | None) -> str:
+    """A field's --help line: what it is, who reads it (a field a method or a base
+    optimizer owns is ignored by the others) and its default."""
+    read_by = f"; only for {readers(f.name)}" if readers(f.name) else ""
+    return f"{f.metadata['help']}{read_by} (default: {_default_help(f, task)})"
+
+
 def build_parser(task: str | None = None) -> ArgumentParser:
     """The ``python -m benchmarks`` parser, generated from the fields of TrainConfig.
 
@@ -360,7 +418,7 @@ def build_parser(task: str | None = None) -> ArgumentParser:
         if f.name == "task":
             parser.add_argument("task", choices=choices, help=f.metadata["help"])
             continue
-        help = f"{f.metadata['help']} (default: {_default_help(f, task)})"
+        help = _help(f, task)
         kind = _base_type(f)
         # argparse defaults are None: a field left out keeps the dataclass default
         # (or the task's), which depends on the task given first.

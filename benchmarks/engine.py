@@ -64,7 +64,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
@@ -74,6 +73,7 @@ from . import collapse
 from .config import FAST_TASKS, ConfigError, TrainConfig, cell_id, default_num_workers, run_dir
 from .data import epoch_batches
 from .fast import DeviceCIFAR, TrainStep, use_tensor_lr
+from .methods import build_optimizer
 from .progress import Progress
 from .rundir import RunDir, WriteFailed
 from .tasks import Task, TaskData, get_task
@@ -114,42 +114,6 @@ def use_fast_path(cfg: TrainConfig, device: torch.device) -> bool:
     if cfg.fast == "auto":
         return cfg.task in FAST_TASKS and device.type == "cuda"
     return cfg.fast == "on"
-
-
-def build_optimizer(cfg: TrainConfig, model: nn.Module, fused: bool = False
-                    ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-    """``(optimizer, base)``: the base optimizer, wrapped by ``vasso`` unless
-    ``cfg.optimizer == "sgd"`` (then both are the base). Schedulers drive ``base``.
-
-    ``fused``: the base optimizer's fused implementation (the fast path: it reads a
-    tensor learning rate without a host sync, which a CUDA graph needs); AdamW also
-    gets ``capturable=True``, without which ``Adam.step`` refuses a CUDA graph capture.
-    """
-    impl = {"fused": True} if fused else {}
-    if cfg.base == "sgd":
-        base: torch.optim.Optimizer = torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, **impl)
-    else:
-        base = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                 **impl, **({"capturable": True} if fused else {}))
-    if cfg.optimizer == "sgd":
-        return base, base
-
-    common = dict(rho=cfg.rho, model=model, bn_stats=cfg.bn_stats,
-                  ascent_every=cfg.ascent_every, seed=data_seed(cfg, "ascent") % 2**31)
-    if cfg.optimizer == "sam":
-        return vasso.SAM(base, **common), base
-    if cfg.optimizer == "asam":
-        return vasso.ASAM(base, eta=cfg.eta, scale=cfg.asam_scale, **common), base
-    if cfg.optimizer == "gsam":
-        # rho follows the LR schedule from rho (at lr) down to rho_min (at lr 0).
-        rho_min = cfg.rho if cfg.gsam_rho_min is None else cfg.gsam_rho_min
-        return vasso.GSAM(base, rho_min=rho_min, alpha=cfg.gsam_alpha, lr_max=cfg.lr,
-                          lr_min=0.0, **common), base
-    if cfg.optimizer == "vasso":
-        return vasso.VaSSO(base, theta=cfg.theta, **common), base
-    raise ConfigError(f"unknown optimizer {cfg.optimizer!r}")
 
 
 def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
@@ -546,10 +510,18 @@ class Trainer:
         if self.cfg.stop_on_collapse:
             raise Collapsed(f"{collapse.message(found)}; stopped (--stop-on-collapse)")
 
+    def _passes(self) -> dict[str, Any]:
+        """Forward/backward passes as measured by the optimizer (a sharpness-aware one
+        counts them, across resumes: the count is in its state dict; the base alone
+        takes one per step), in all and per step."""
+        passes = self.optimizer.passes if self.optimizer is not self.base else self.pos.step
+        return {"passes": passes, "passes_per_step": passes / max(self.pos.step, 1)}
+
     def _finish(self) -> dict[str, Any]:
         result = {"final": self.pos.last_eval,
                   "best": {"test_acc": self.pos.best_acc, "epoch": self.pos.best_epoch},
                   "epochs": self.pos.epoch, "steps": self.pos.step, "time_s": self._elapsed(),
+                  **self._passes(),
                   "collapse": collapse.verdict(self.pos.stuck, self.data.num_classes)}
         self.rundir.write_result(result)
         return result

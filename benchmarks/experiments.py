@@ -9,7 +9,8 @@ tuple of full :class:`~benchmarks.config.TrainConfig` objects (one per cell,
 - ``COMMON_CIFAR``: the training recipe shared by every CIFAR cell;
 - ``CIFAR10_MODELS`` / ``CIFAR100_MODELS``: SAM's rho and VaSSO's theta per model;
 - :func:`method_settings`: how each optimizer derives its hyperparameters from
-  those per-model values (ASAM's larger rho, GSAM's rho schedule and alpha).
+  those per-model values (ASAM's larger rho from ``benchmarks.methods``, GSAM's
+  rho schedule and alpha).
 
 Every choice that the paper does not pin down is marked *unverified* in a
 comment where it is made, with where the value comes from (see
@@ -27,11 +28,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Mapping
 
-from benchmarks.config import METHOD_RHO, TrainConfig
+from benchmarks.config import METHOD_RHO, OPTIMIZERS, TrainConfig
+from benchmarks.methods import METHODS, unused_fields
 
 __all__ = ["Experiment", "EXPERIMENTS", "get", "grid", "load", "method_settings", "OPTIMIZERS"]
 
-OPTIMIZERS = ("sgd", "sam", "asam", "gsam", "vasso")
 SEEDS = (0, 1, 2)  # seed *indices*: the engine derives the actual seeds from them
 
 
@@ -83,37 +84,29 @@ def grid(base: Mapping[str, Any], **axes: Iterable[Any]) -> tuple[TrainConfig, .
 def method_settings(point: Mapping[str, Any]) -> dict[str, Any]:
     """The optimizer-specific fields of one cell, derived from its SAM ``rho``.
 
-    ``rho`` in a grid point is the model's SAM radius; ``theta`` its VaSSO
-    theta. Fields that an optimizer does not use are dropped, so that they keep
-    the config's defaults and never split otherwise equal cells. GSAM's own
-    fields, when the point sets them, are kept as given.
+    ``rho`` in a grid point is the model's SAM radius; each method scales it as its
+    default radius scales SAM's (``benchmarks.methods``: ASAM's is ten times SAM's).
+    ``theta`` is VaSSO's theta. Fields that the cell's method and base optimizer do
+    not read are set to the config's defaults, so that a cell's config says only
+    what it uses (they are not part of its identity either). GSAM's own fields,
+    when the point sets them, are kept as given.
     """
     optimizer = point.get("optimizer", _default("optimizer"))
-    rho = point.get("rho")
-    if rho is None:
-        rho = METHOD_RHO["sam"]
-    if optimizer == "sgd":
-        return {"rho": METHOD_RHO["sgd"], "theta": _default("theta")}
-    if optimizer == "sam":
-        return {"rho": rho, "theta": _default("theta")}
-    if optimizer == "asam":
-        # ASAM's useful radius is about ten times SAM's (ASAM README: 0.5 vs 0.05
-        # on CIFAR-10, 1.0 vs 0.1 on CIFAR-100). eta: the library default 0.01 with
-        # weight-only scaling (official ASAM class); its CIFAR script passes 0.
-        return {"rho": round(10 * rho, 6), "theta": _default("theta")}
+    if optimizer not in METHODS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
+    method = METHODS[optimizer]
+    settings = {name: _default(name)
+                for name in unused_fields(optimizer, point.get("base", _default("base")))}
+    if method.default_rho is not None:
+        sam_rho = point.get("rho", METHOD_RHO["sam"])
+        settings["rho"] = round(sam_rho * method.default_rho / METHOD_RHO["sam"], 6)
     if optimizer == "gsam":
         # *unverified* for CIFAR: GSAM's ImageNet ResNet recipe scaled to the
         # model's SAM radius: rho decays with the LR from rho to rho/2, alpha 0.01.
         rho_min = point.get("gsam_rho_min")
-        return {
-            "rho": rho,
-            "gsam_rho_min": round(rho / 2, 6) if rho_min is None else rho_min,
-            "gsam_alpha": point.get("gsam_alpha", 0.01),
-            "theta": _default("theta"),
-        }
-    if optimizer == "vasso":
-        return {"rho": rho, "theta": point.get("theta", _default("theta"))}
-    raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
+        settings["gsam_rho_min"] = round(settings["rho"] / 2, 6) if rho_min is None else rho_min
+        settings["gsam_alpha"] = point.get("gsam_alpha", 0.01)
+    return settings
 
 
 def _default(field_name: str) -> Any:

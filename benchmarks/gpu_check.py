@@ -80,6 +80,8 @@ from benchmarks.config import TrainConfig, run_dir
 from benchmarks.fast import step as step_module
 from benchmarks.fast.data import Augmentation, DeviceCIFAR
 from benchmarks.fast.step import TrainStep, set_lr, use_tensor_lr
+from benchmarks.methods import METHODS as REGISTRY
+from benchmarks.methods import build_optimizer
 from benchmarks.models import create_model
 from benchmarks.models.resnet import BasicBlock
 from benchmarks.progress import Progress
@@ -90,7 +92,7 @@ from vasso._model import RunningStats
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CHECKS = ("cuda-tests", "twins", "adamw", "resume-layout", "failed-capture", "sync-debug",
           "kernels", "sigterm-resume", "bench")
-METHODS = ("sgd", "sam", "asam", "gsam", "vasso")
+METHODS = tuple(REGISTRY)
 TOLERANCE = {"fp32": 1e-3, "bf16": 3e-2}  # losses: absolute; tensors: relative to their max
 STEPS, WARMUP, ZERO_LR_STEPS = 8, 3, 2
 LR = 0.1
@@ -170,18 +172,14 @@ def make_batches(ctx: Context, n: int, seed: int = 1) -> list[tuple[Tensor, Tens
 
 
 def build_method(method: str, model: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-    """``(optimizer, base)`` configured as the fast path builds them: fused SGD, tensor LR."""
-    base = use_tensor_lr(torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9,
-                                         weight_decay=5e-4, fused=True))
-    if method == "sgd":
-        return base, base
-    if method == "sam":
-        return vasso.SAM(base, rho=0.1, model=model), base
-    if method == "asam":
-        return vasso.ASAM(base, rho=0.5, eta=0.01, model=model), base
-    if method == "gsam":  # the radius follows the LR tensor from 0.1 (at LR) to 0.02 (at 0)
-        return vasso.GSAM(base, rho=0.1, rho_min=0.02, alpha=0.2, lr_max=LR, model=model), base
-    return vasso.VaSSO(base, rho=0.1, theta=0.4, model=model), base
+    """``(optimizer, base)`` built as the fast path builds them (fused SGD, tensor LR),
+    from the method registry; GSAM's radius follows the LR tensor from rho (at LR) to 0.02."""
+    cfg = TrainConfig("cifar", optimizer=method, rho={"sgd": None, "asam": 0.5}.get(method, 0.1),
+                      lr=LR, momentum=0.9, weight_decay=5e-4, bn_stats="first", eta=0.01,
+                      gsam_rho_min=0.02, gsam_alpha=0.2, theta=0.4)
+    optimizer, base = build_optimizer(cfg, model, fused=True)
+    use_tensor_lr(base)
+    return optimizer, base
 
 
 def cosine(total: int) -> Callable[[int], float]:
@@ -341,7 +339,7 @@ def check_adamw(ctx: Context) -> Iterator[Line]:
     runs = {}
     for mode in ("eager", "graph"):
         model = build_model(ctx)
-        opt, base = engine.build_optimizer(cfg, model, fused=True)
+        opt, base = build_optimizer(cfg, model, fused=True)
         use_tensor_lr(base)
         with quiet_fallback() as caught:
             step = TrainStep(model, opt, F.cross_entropy, mode=mode, warmup_steps=WARMUP)
@@ -374,7 +372,7 @@ def check_resume_layout(ctx: Context) -> Iterator[Line]:
                           lr=LR if base_name == "sgd" else 1e-3, runs_dir=str(ctx.work / "runs"))
         # Written by --fast off: a contiguous model, the default implementation, a float LR.
         model = build_model(ctx, channels_last=False)
-        opt, _ = engine.build_optimizer(cfg, model, fused=False)
+        opt, _ = build_optimizer(cfg, model, fused=False)
         step = TrainStep(model, opt, F.cross_entropy, mode="eager")
         for x, y in batches[:3]:
             step(x.contiguous(), y)
@@ -385,7 +383,7 @@ def check_resume_layout(ctx: Context) -> Iterator[Line]:
         # Resumed by --fast on: channels-last (on CUDA), fused base, tensor LR, a graph.
         resumed = build_model(ctx)
         resumed.load_state_dict(ckpt["model"])
-        new, base = engine.build_optimizer(cfg, resumed, fused=True)
+        new, base = build_optimizer(cfg, resumed, fused=True)
         engine.load_optimizer_state(new, base, ckpt["optimizer"])
         use_tensor_lr(base, ctx.device)
         bad = strides_match([base, new])

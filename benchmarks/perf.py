@@ -51,9 +51,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import vasso
 from benchmarks.fast.data import Augmentation, DeviceCIFAR
+from benchmarks.config import TrainConfig
 from benchmarks.fast.step import TrainStep, use_tensor_lr
+from benchmarks.methods import build_base, build_optimizer
 from benchmarks.models import create_model
 
 METHODS = ("sgd", "sam", "vasso")
@@ -147,24 +148,22 @@ class ForwardBackwardOnly(torch.optim.Optimizer):
             return closure()
 
 
-def build_optimizer(method: str, impl: str, model: nn.Module) -> torch.optim.Optimizer:
+def optimizer_for(method: str, impl: str, model: nn.Module) -> torch.optim.Optimizer:
+    """``method`` ("fb": forward and backward alone) as ``impl`` steps it, built from the
+    method registry with the benchmark's settings."""
     fast = impl == "fast"
-    base = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=1e-3,
-                           foreach=False if impl == "textbook" else None,
-                           fused=True if fast else None)
+    if method == "fb":
+        device = next(model.parameters()).device
+        return ForwardBackwardOnly(model.parameters(), torch.tensor(0.0, device=device) if fast else 0.0)
+    cfg = TrainConfig("cifar", optimizer=method, rho=None if method == "sgd" else RHO, theta=THETA,
+                      lr=LR, momentum=0.9, weight_decay=1e-3, bn_stats="first")
+    if impl == "textbook":
+        base = build_base(cfg, model, foreach=False)
+        return base if method == "sgd" else TextbookSharpness(base, RHO, None if method == "sam" else THETA)
+    optimizer, base = build_optimizer(cfg, model, fused=fast)
     if fast:
         use_tensor_lr(base)
-    if method == "fb":
-        return ForwardBackwardOnly(model.parameters(),
-                                   torch.tensor(0.0, device=base.param_groups[0]["lr"].device)
-                                   if fast else 0.0)
-    if method == "sgd":
-        return base
-    if impl == "textbook":
-        return TextbookSharpness(base, RHO, None if method == "sam" else THETA)
-    if method == "sam":
-        return vasso.SAM(base, rho=RHO, model=model)
-    return vasso.VaSSO(base, rho=RHO, theta=THETA, model=model)
+    return optimizer
 
 
 # ----------------------------------------------------------------------------- timing
@@ -216,7 +215,7 @@ def time_step(model_name: str, method: str, impl: str, precision: str, s: Settin
     model = create_model(model_name, num_classes=10).to(device)
     memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    optimizer = build_optimizer(method, impl, model)
+    optimizer = optimizer_for(method, impl, model)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(s.batch_size, 3, 32, 32, generator=g).to(device, memory_format=memory_format)
     y = torch.randint(0, 10, (s.batch_size,), generator=g).to(device)
@@ -306,7 +305,7 @@ def time_epoch(s: Settings, device: torch.device, precision: str, model_name: st
                        channels_last=s.channels_last)
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=10).to(device, memory_format=memory_format)
-    optimizer = build_optimizer("vasso", "fast", model)
+    optimizer = optimizer_for("vasso", "fast", model)
     total_steps = 2 * len(train)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer.base, lambda k: 0.5 * (1 + math.cos(math.pi * min(k / total_steps, 1.0))))

@@ -27,20 +27,16 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from benchmarks.methods import DASH_DOT_DOT, METHODS  # noqa: E402
+
 from .grid import Grid, Group, extended_labels, format_value  # noqa: E402
 from .runs import Problem, load_test_curve  # noqa: E402
 
-PALETTE = {
-    "sgd": "#7f7f7f",
-    "sam": "#1f77b4",
-    "asam": "#2ca02c",
-    "gsam": "#9467bd",
-    "vasso": "#d62728",
-}
+# Each method's colour and its own line style (for the first of its variants) are the
+# registry's (benchmarks.methods), so that every figure of the suite agrees.
+PALETTE = {name: method.colour for name, method in METHODS.items()}
 _SPARE = ("#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79", "#637939")
-# Each method's own line style, for the first of its variants.
-DASH_DOT_DOT = (0, (4, 1.5, 1, 1.5, 1, 1.5))
-METHOD_STYLES = {"sgd": ":", "sam": "--", "asam": "-.", "gsam": DASH_DOT_DOT, "vasso": "-"}
+METHOD_STYLES = {name: method.line_style for name, method in METHODS.items()}
 _STYLES = ("-", "--", "-.", ":", DASH_DOT_DOT)
 BAND_LABEL = "shaded: ±1 std over seeds"
 

@@ -128,21 +128,27 @@ def apply_filters(cells: Sequence[TrainConfig], filters: Mapping[str, list[Any]]
     return kept
 
 
+def _held_values(cells: Sequence[TrainConfig]) -> dict[str, dict[str, Any]]:
+    """Per cell field, in declaration order: its values (by JSON form) over the cells
+    that hold it. A field only some methods read (rho: not SGD's) is held by theirs."""
+    held: dict[str, dict[str, Any]] = {}
+    for cell in cells:
+        for k, v in cell_fields(cell).items():
+            held.setdefault(k, {})[json.dumps(v, sort_keys=True)] = v
+    return {f.name: held[f.name] for f in dataclasses.fields(TrainConfig) if f.name in held}
+
+
 def varying_fields(cells: Sequence[TrainConfig]) -> list[str]:
-    """The cell fields whose values differ between cells, in declaration order."""
-    rows = [cell_fields(c) for c in cells]
-    if not rows:
-        return []
-    return [k for k in rows[0] if len({json.dumps(r.get(k), sort_keys=True) for r in rows}) > 1]
+    """The cell fields whose values differ between the cells that hold them, in
+    declaration order."""
+    return [k for k, values in _held_values(cells).items() if len(values) > 1]
 
 
 def shared_settings(cells: Sequence[TrainConfig]) -> dict[str, Any]:
-    """The cell fields every cell holds at one value (the experiment's recipe), in
-    declaration order; ``experiment`` (the folder name) left out."""
-    if not cells:
-        return {}
-    varying = set(varying_fields(cells))
-    return {k: v for k, v in cell_fields(cells[0]).items() if k not in varying and k != "experiment"}
+    """The cell fields every cell that holds them holds at one value (the experiment's
+    recipe), in declaration order; ``experiment`` (the folder name) left out."""
+    return {k: next(iter(values.values())) for k, values in _held_values(cells).items()
+            if len(values) == 1 and k != "experiment"}
 
 
 # --------------------------------------------------------------------------- job ledger

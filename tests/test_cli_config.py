@@ -20,7 +20,9 @@ from bench_fixtures import snapshot
                 theta=0.4, nesterov=True, max_steps=7, gsam_rho_min=0.025, label_noise=0.2,
                 download=True, precision="bf16", experiment="table1"),
     TrainConfig("cifar", optimizer="gsam", base="adamw", lr=3e-4, schedule="constant",
-                warmup_epochs=2.5, data_dir="/data x", runs_dir="/r"),
+                warmup_epochs=2.5, data_dir="/data x", runs_dir="/r", adam_beta1=0.8,
+                adam_beta2=0.98, adam_eps=1e-6),
+    TrainConfig("digits", optimizer="vasso", skip="reuse", ascent_prob=0.25, update_on_reuse=True),
 ])
 def test_argv_round_trip(cfg):
     argv = to_argv(cfg)
@@ -50,7 +52,8 @@ def test_cell_id_ignores_location_and_display_fields():
     assert cell_id(dataclasses.replace(cfg, lr=0.06)) != cell_id(cfg)
     assert cell_id(dataclasses.replace(cfg, seed=1)) != cell_id(cfg)
     # An int given for a float field is the same cell as the float.
-    assert cell_id(TrainConfig("digits", rho=1)) == cell_id(TrainConfig("digits", rho=1.0))
+    assert cell_id(TrainConfig("digits", optimizer="sam", rho=1)) == cell_id(
+        TrainConfig("digits", optimizer="sam", rho=1.0))
 
 
 def test_run_dir_layout(tmp_path):
@@ -102,6 +105,17 @@ def test_help_lists_every_field_with_choices():
     ({"task": "digits", "warmup_epochs": 50.0, "epochs": 5}, "--warmup-epochs"),
     ({"task": "digits", "experiment": "a/b"}, "folder name"),
     ({"task": "digits", "rho": "big"}, "expected float"),
+    ({"task": "digits", "optimizer": "sam", "ascent_prob": 0.0}, "--ascent-prob=0.0: must lie in (0, 1]"),
+    ({"task": "digits", "optimizer": "sam", "ascent_prob": 1.5}, "(0, 1]"),
+    ({"task": "digits", "optimizer": "sam", "ascent_prob": 0.5, "ascent_every": 2},
+     "give --ascent-every or --ascent-prob, not both"),
+    ({"task": "digits", "optimizer": "sam", "skip": "reuse", "update_on_reuse": True,
+      "ascent_every": 2}, "only VaSSO with --skip reuse"),
+    ({"task": "digits", "optimizer": "vasso", "update_on_reuse": True, "ascent_every": 2},
+     "--update-on-reuse=True: only VaSSO with --skip reuse"),
+    ({"task": "digits", "optimizer": "vasso", "skip": "sometimes"}, "valid choices: clean, reuse"),
+    ({"task": "digits", "base": "adamw", "adam_beta2": 1.0}, "--adam-beta2"),
+    ({"task": "digits", "base": "adamw", "adam_eps": 0.0}, "--adam-eps"),
 ])
 def test_invalid_config_names_the_problem(kwargs, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -113,6 +127,8 @@ def test_invalid_config_names_the_problem(kwargs, message):
     ["cifar", "--model", "resnet50"],
     ["digits", "--optimizer", "adam"],
     ["digits", "--theta", "0"],
+    ["digits", "--optimizer", "vasso", "--ascent-prob", "2"],
+    ["digits", "--optimizer", "sam", "--skip", "reuse", "--ascent-every", "2", "--update-on-reuse"],
     ["digits", "--lr", "fast"],
     ["imagenet"],
 ])
@@ -159,8 +175,9 @@ def test_help_from_the_command_line():
 def test_rho_defaults_to_the_methods_own_radius():
     # ASAM's useful radius is about ten times SAM's: `--optimizer asam` alone must not get SAM's.
     assert TrainConfig(task="digits", optimizer="asam").rho == 0.5
-    for optimizer in ("sgd", "sam", "gsam", "vasso"):
+    for optimizer in ("sam", "gsam", "vasso"):
         assert TrainConfig(task="digits", optimizer=optimizer).rho == 0.05
+    assert TrainConfig(task="digits", optimizer="sgd").rho is None  # no perturbation, no radius
     assert TrainConfig(task="digits", optimizer="asam", rho=0.1).rho == 0.1
     # Resolved before hashing: leaving rho out and passing its default are one cell.
     assert cell_id(TrainConfig(task="digits", optimizer="asam")) == cell_id(
@@ -177,9 +194,11 @@ def test_help_shows_every_real_default_and_each_tasks_own(capsys):
     text = help_text()
     assert "default: None" not in text and text.count("(default:") == len(dataclasses.fields(TrainConfig)) - 1
     assert "--epochs INT number of epochs (default: 30 for digits, mnist1d; 200 for cifar)" in text
-    assert "--rho FLOAT perturbation radius, rho_max for GSAM (default: 0.05 for sgd, sam, gsam, vasso; 0.5 for asam)" in text
+    assert ("--rho FLOAT perturbation radius, rho_max for GSAM; only for --optimizer sam, asam, gsam, "
+            "vasso (default: 0.05 for sam, gsam, vasso; 0.5 for asam)") in text
     assert "--data-dir STR dataset root (default: $VASSO_DATA, else ./data)" in text
-    assert "--theta FLOAT VaSSO averaging weight theta in (0, 1]; 1 is SAM (default: 0.9)" in text
+    assert ("--theta FLOAT VaSSO averaging weight theta in (0, 1]; 1 is SAM; only for --optimizer vasso "
+            "(default: 0.9)") in text
     cifar = help_text("cifar")
     assert "number of epochs (default: 200)" in cifar and "weight decay (default: 0.001)" in cifar
 

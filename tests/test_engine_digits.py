@@ -38,7 +38,7 @@ def test_digits_run_writes_a_complete_run_dir(tmp_path):
     assert all({"loss", "acc", "time_s", "lr"} <= set(m) for m in lines)
     assert lines[-1]["lr"] == 0.0  # the cosine schedule ends at zero after the last step
     assert json.loads((run / "result.json").read_text()) == result
-    assert set(result) == {"final", "best", "epochs", "steps", "time_s", "collapse"}
+    assert set(result) == {"final", "best", "epochs", "steps", "passes", "passes_per_step", "time_s", "collapse"}
     assert result["collapse"] is None  # too short to be judged (benchmarks.collapse.PATIENCE)
     assert result["final"]["test_acc"] == lines[-1]["acc"]
     assert result["final"]["train_loss"] == lines[-2]["loss"]

@@ -73,10 +73,33 @@ def test_gsam_options_reach_the_optimizer(tmp_path):
 
 def test_adamw_base(tmp_path):
     t = build(argv(tmp_path, "--optimizer", "sam", "--base", "adamw", "--lr", "0.001",
-                   "--weight-decay", "0.05"))
+                   "--weight-decay", "0.05", "--adam-beta1", "0.8", "--adam-beta2", "0.98",
+                   "--adam-eps", "1e-6"))
     assert type(t.base) is torch.optim.AdamW and t.optimizer.base is t.base
     [group] = t.base.param_groups
-    assert (group["initial_lr"], group["weight_decay"]) == (0.001, 0.05)
+    assert (group["initial_lr"], group["weight_decay"], group["betas"], group["eps"]) == (
+        0.001, 0.05, (0.8, 0.98), 1e-6)
+
+
+def test_cheaper_step_options_reach_the_optimizer(tmp_path):
+    opt = build(argv(tmp_path, "--optimizer", "vasso", "--ascent-prob", "0.25", "--skip", "reuse",
+                     "--update-on-reuse")).optimizer
+    assert (opt.ascent_every, opt.ascent_prob, opt.skip, opt.update_on_reuse) == (1, 0.25, "reuse", True)
+    sam = build(argv(tmp_path, "--optimizer", "sam", "--ascent-every", "2")).optimizer
+    assert (sam.ascent_every, sam.ascent_prob, sam.skip) == (2, None, "clean")
+
+
+@pytest.mark.parametrize("optimizer, options, passes", [
+    ("sgd", [], 6),  # one per step
+    ("sam", [], 12),  # two per step
+    ("sam", ["--ascent-every", "2"], 9),  # steps 0, 2, 4 ascend
+    ("vasso", ["--ascent-every", "3", "--skip", "reuse"], 8),  # a reused step is one pass
+])
+def test_result_records_the_measured_passes(tmp_path, optimizer, options, passes):
+    result = train(argv(tmp_path, "--optimizer", optimizer, *options))
+    assert result["steps"] == 6
+    assert (result["passes"], result["passes_per_step"]) == (passes, passes / 6)
+    assert read_result(run_dir(argv(tmp_path, "--optimizer", optimizer, *options)))["passes"] == passes
 
 
 def test_plain_sgd_is_the_base_alone(tmp_path):
@@ -193,14 +216,19 @@ def _signal_after(monkeypatch, epoch: int, step_in_epoch: int) -> None:
     monkeypatch.setattr(engine.Progress, "step", step)
 
 
-@pytest.mark.parametrize("optimizer", ["sam", "asam", "gsam", "vasso"])
+@pytest.mark.parametrize("optimizer", ["sam", "asam", "gsam", "vasso", "vasso-reuse", "sam-prob"])
 def test_resume_mid_ascent_cycle_with_dropout_is_bit_exact(tmp_path, monkeypatch, optimizer):
     # ascent_every=3 and a stop after 5 steps, mid-cycle (step 5 does not ascend, step 6
     # does): the resumed optimizer's step counter decides which steps ascend; the
-    # dropout masks after the resume come from the checkpoint's RNG state.
-    options = ["--epochs", "3", "--max-steps", "4", "--optimizer", optimizer, "--ascent-every", "3"]
+    # dropout masks after the resume come from the checkpoint's RNG state. The cheaper
+    # steps too: the last perturbation (reuse) and the ascent draws (prob) resume.
+    method, _, mode = optimizer.partition("-")
+    schedule = ["--ascent-prob", "0.4"] if mode == "prob" else ["--ascent-every", "3"]
+    options = ["--epochs", "3", "--max-steps", "4", "--optimizer", method, *schedule]
     if optimizer == "gsam":
         options += ["--gsam-rho-min", "0.01", "--gsam-alpha", "0.2"]
+    if mode == "reuse":
+        options += ["--skip", "reuse", "--update-on-reuse"]
     _with_dropout(monkeypatch)
     reference = argv(tmp_path / "reference", *options)
     train(reference)
@@ -216,6 +244,8 @@ def test_resume_mid_ascent_cycle_with_dropout_is_bit_exact(tmp_path, monkeypatch
 
     assert read_metrics(run_dir(cfg)) == read_metrics(run_dir(reference))
     assert read_result(run_dir(cfg)) == read_result(run_dir(reference))
+    if not mode:  # 12 steps, of which 0, 3, 6 and 9 ascend: the count survives the resume
+        assert read_result(run_dir(cfg))["passes"] == 16
     ours = torch.load(run_dir(cfg) / "checkpoint.pt", weights_only=True)
     theirs = torch.load(run_dir(reference) / "checkpoint.pt", weights_only=True)
     for name, tensor in theirs["model"].items():

@@ -25,6 +25,7 @@ from benchmarks import engine
 from benchmarks.config import TrainConfig
 from benchmarks.fast import step as step_module
 from benchmarks.fast.step import TrainStep, capture_blockers, use_tensor_lr
+from benchmarks.methods import build_optimizer
 from vasso._model import RunningStats
 
 
@@ -77,9 +78,9 @@ def _per_param_tensors(opt: torch.optim.Optimizer):
 def test_a_contiguous_checkpoint_loads_into_a_channels_last_model_in_its_layout(base):
     # Written by --fast off (contiguous model, foreach SGD / AdamW) ...
     model = conv_net()
-    make = {"sgd": lambda m, **kw: torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, **kw),
-            "adamw": lambda m, **kw: torch.optim.AdamW(m.parameters(), lr=1e-2, **kw)}[base]
-    opt = vasso.VaSSO(make(model), rho=0.1, theta=0.4, model=model)
+    cfg = TrainConfig("cifar", optimizer="vasso", base=base, lr=0.1 if base == "sgd" else 1e-2,
+                      rho=0.1, theta=0.4, bn_stats="first")
+    opt, _ = build_optimizer(cfg, model)
     train_steps(model, opt, 2)
     saved = opt.state_dict()
     # ... resumed by --fast on (channels-last model, fused base).
@@ -87,8 +88,7 @@ def test_a_contiguous_checkpoint_loads_into_a_channels_last_model_in_its_layout(
     resumed.load_state_dict(model.state_dict())
     conv = resumed[0].weight
     assert not conv.is_contiguous()  # the layouts do differ: the test means something
-    extra = {"fused": True} | ({"capturable": True} if base == "adamw" else {})
-    new = vasso.VaSSO(make(resumed, **extra), rho=0.1, theta=0.4, model=resumed)
+    new, _ = build_optimizer(cfg, resumed, fused=True)
     engine.load_optimizer_state(new, new.base, saved)
 
     pairs = list(_per_param_tensors(new.base)) + list(_per_param_tensors(new))
@@ -172,10 +172,10 @@ def test_capture_blockers_require_capturable_for_the_adam_family():
 def test_the_engine_builds_a_capturable_fused_adamw_on_the_fast_path(tmp_path):
     cfg = TrainConfig("cifar", base="adamw", optimizer="vasso", lr=1e-3, runs_dir=str(tmp_path))
     model = conv_net()
-    _, base = engine.build_optimizer(cfg, model, fused=True)
+    _, base = build_optimizer(cfg, model, fused=True)
     group = base.param_groups[0]
     assert isinstance(base, torch.optim.AdamW) and group["fused"] and group["capturable"]
-    _, plain = engine.build_optimizer(cfg, model, fused=False)
+    _, plain = build_optimizer(cfg, model, fused=False)
     assert not plain.param_groups[0]["capturable"] and not plain.param_groups[0]["fused"]
 
 

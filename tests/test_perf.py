@@ -81,7 +81,7 @@ def test_textbook_reference_computes_the_same_step_as_vasso():
     def run(impl: str, method: str) -> nn.Module:
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
-        opt = perf.build_optimizer(method, impl, model)
+        opt = perf.optimizer_for(method, impl, model)
         g = torch.Generator().manual_seed(1)
         for _ in range(4):
             x, y = torch.randn(5, 6, generator=g), torch.randint(0, 3, (5,), generator=g)

@@ -72,7 +72,7 @@ def test_plan_shows_states_from_run_directories(capsys, tmp_path):
     "argv, message",
     [
         (["plan", "cifar-10"], "unknown experiment 'cifar-10'; known experiments: cifar10, cifar100"),
-        (["plan", "demo", "--only", "optimiser=sam"], "unknown field 'optimiser'; valid fields: asam_scale"),
+        (["plan", "demo", "--only", "optimiser=sam"], "unknown field 'optimiser'; valid fields: adam_beta1"),
         (["plan", "demo", "--only", "seed=7"], "--only seed=7: no cell of this experiment matches"),
         (["plan", "demo", "--only", "seed=one"], "'one' is not a valid int"),
         (["plan", "demo", "--only", "seed"], "expected KEY=VALUE"),
