@@ -25,7 +25,8 @@ and fast/textbook; the images per second of the device data pipeline
 replaces; and the wall time of a full epoch of ResNet-18 VaSSO on the fast path
 per precision, evaluation included, on synthetic CIFAR-shaped data (speed does not depend on
 pixel values); and one GLUE fine-tuning step of AdamW, SAM and VaSSO on a RoBERTa-shaped
-model (``benchmarks.glue.perf``: roberta-base's shape on a GPU or with ``--full``). Times use CUDA events on a GPU and ``perf_counter`` on a CPU.
+model (``benchmarks.glue.perf``: roberta-base's shape on a GPU or with ``--full``).
+Times use CUDA events on a GPU and ``perf_counter`` on a CPU.
 Results go to ``outputs/perf/<device>-<timestamp>.json`` and a table is printed.
 """
 
