@@ -455,3 +455,21 @@ def test_download_is_asked_for_only_what_is_missing_and_a_failure_is_one_line(da
         prepare("rte", "roberta-large", data_dir, 32, download=True)
     assert "model 'roberta-large' --download failed" in one_line(err)
     assert "hf download roberta-large --local-dir" in one_line(err)
+
+
+def test_a_read_only_data_dir_only_means_tokenising_every_time(data_dir, monkeypatch):
+    """A write that fails as on a read-only folder (EROFS) is no error: the ids are
+    tokenised again the next time. (Simulated: the tests may run as root.)"""
+    import errno
+
+    from benchmarks.rundir import WriteFailed
+
+    def read_only(path, data):
+        raise WriteFailed(path, OSError(errno.EROFS, "Read-only file system"))
+
+    monkeypatch.setattr(features, "atomic_write_bytes", read_only)
+    gf.write_tsv(data_dir, "rte")
+    for _ in range(2):
+        glue = prepare("rte", "roberta-base", data_dir, 32)
+        assert glue.record["glue"]["tokenized_from_cache"] == {"train": False, "dev": False}
+        assert len(glue.train) == gf.SIZES["train"]
