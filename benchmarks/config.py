@@ -170,7 +170,7 @@ class TrainConfig:
     ascent_every: int = _opt("perturb every k-th step only (1: every step)", default=1)
     ascent_prob: float | None = _opt("instead, perturb each step with probability p in (0, 1], "
                                      "drawn from a seeded generator", default=None,
-                                     default_text="none (--ascent-every decides)")
+                                     default_text="none: --ascent-every decides")
     skip: str = _opt("what a step without a fresh perturbation does: clean = one pass at w, the "
                      "clean gradient; reuse = one pass at w + the last perturbation", SKIP_MODES,
                      default="clean")

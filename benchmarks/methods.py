@@ -97,24 +97,28 @@ def _adamw(cfg: TrainConfig) -> dict[str, Any]:
 DASH_DOT_DOT = (0, (4, 1.5, 1, 1.5, 1, 1.5))
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("sgd", None, None, (), _no_settings, "#7f7f7f", ":",
-           "the base optimizer alone"),
-    Method("sam", vasso.SAM, 0.05, SHARPNESS_FIELDS, _no_settings, "#1f77b4", "--",
-           "SAM (Foret et al.)"),
+    Method("sgd", vasso_class=None, default_rho=None, fields=(), settings=_no_settings,
+           colour="#7f7f7f", line_style=":", help="the base optimizer alone"),
+    Method("sam", vasso_class=vasso.SAM, default_rho=0.05, fields=SHARPNESS_FIELDS,
+           settings=_no_settings, colour="#1f77b4", line_style="--", help="SAM (Foret et al.)"),
     # ASAM's useful radius is about ten times SAM's (0.5 vs 0.05 on CIFAR-10).
-    Method("asam", vasso.ASAM, 0.5, SHARPNESS_FIELDS + ("eta", "asam_scale"), _asam,
-           "#2ca02c", "-.", "adaptive SAM (Kwon et al.)"),
-    Method("gsam", vasso.GSAM, 0.05, SHARPNESS_FIELDS + ("gsam_rho_min", "gsam_alpha"), _gsam,
-           "#9467bd", DASH_DOT_DOT, "surrogate-gap guided SAM (Zhuang et al.)"),
-    Method("vasso", vasso.VaSSO, 0.05, SHARPNESS_FIELDS + ("theta", "update_on_reuse"), _vasso,
-           "#d62728", "-", "variance-suppressed SAM (Li & Giannakis)"),
+    Method("asam", vasso_class=vasso.ASAM, default_rho=0.5,
+           fields=SHARPNESS_FIELDS + ("eta", "asam_scale"), settings=_asam,
+           colour="#2ca02c", line_style="-.", help="adaptive SAM (Kwon et al.)"),
+    Method("gsam", vasso_class=vasso.GSAM, default_rho=0.05,
+           fields=SHARPNESS_FIELDS + ("gsam_rho_min", "gsam_alpha"), settings=_gsam,
+           colour="#9467bd", line_style=DASH_DOT_DOT, help="surrogate-gap guided SAM (Zhuang et al.)"),
+    Method("vasso", vasso_class=vasso.VaSSO, default_rho=0.05,
+           fields=SHARPNESS_FIELDS + ("theta", "update_on_reuse"), settings=_vasso,
+           colour="#d62728", line_style="-", help="variance-suppressed SAM (Li & Giannakis)"),
 )}
 
 BASES: dict[str, BaseOptimizer] = {b.name: b for b in (
-    BaseOptimizer("sgd", torch.optim.SGD, ("momentum", "nesterov", "weight_decay"), _sgd,
-                  (("fused", True),)),
-    BaseOptimizer("adamw", torch.optim.AdamW, ("adam_beta1", "adam_beta2", "adam_eps", "weight_decay"),
-                  _adamw, (("fused", True), ("capturable", True))),
+    BaseOptimizer("sgd", torch_class=torch.optim.SGD, fields=("momentum", "nesterov", "weight_decay"),
+                  settings=_sgd, graph_ready=(("fused", True),)),
+    BaseOptimizer("adamw", torch_class=torch.optim.AdamW,
+                  fields=("adam_beta1", "adam_beta2", "adam_eps", "weight_decay"), settings=_adamw,
+                  graph_ready=(("fused", True), ("capturable", True))),
 )}
 
 # Fields some method or base reads: a cell holds one only when its own method or base

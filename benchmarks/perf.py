@@ -3,11 +3,12 @@
     python -m benchmarks.perf            # small CPU sizes here, the full ones on a GPU
     python -m benchmarks.perf --full     # the full sizes (both models) on any device
 
-For SGD, SAM and VaSSO on each model it times one training step three ways:
+For SGD, SAM and VaSSO (``--methods``: any method of ``benchmarks.methods``) on each
+model it times one training step three ways:
 
-* ``textbook``: the reference written below in the official code's style: Python
-  loops over the parameters, one ``.norm()`` per tensor, weights restored by
-  subtracting e, a per-tensor (``foreach=False``) SGD;
+* ``textbook``: the library's per-tensor reference (``vasso._reference``, the
+  official code's style): Python loops over the parameters, one reduction per
+  tensor, a per-tensor (``foreach=False``) SGD;
 * ``eager``: the suite's ``vasso`` optimizers (foreach kernels, in-place
   restore) with a default SGD, stepped eagerly, as the engine steps them;
 * ``fast``: :class:`benchmarks.fast.step.TrainStep` with a fused SGD and a tensor
@@ -55,10 +56,12 @@ from torch import Tensor, nn
 from benchmarks.fast.data import Augmentation, DeviceCIFAR
 from benchmarks.config import TrainConfig
 from benchmarks.fast.step import TrainStep, use_tensor_lr
+from benchmarks.methods import METHODS as METHODS_BY_NAME
 from benchmarks.methods import build_base, build_optimizer
+from vasso._reference import ReferenceStep
 from benchmarks.models import create_model
 
-METHODS = ("sgd", "sam", "vasso")
+METHODS = ("sgd", "sam", "vasso")  # timed by default; --methods takes any of the registry's
 IMPLS = ("textbook", "eager", "fast")
 PRECISIONS = ("bf16", "fp32")
 # The precision the speed goals are stated for (the figures of the other are reported too).
@@ -90,53 +93,7 @@ class Settings:
     glue_full: bool = False  # the GLUE step at roberta-base's shape (else a small one)
 
 
-# ----------------------------------------------------------------------------- textbook reference
-
-class TextbookSharpness:
-    """SAM / VaSSO as the official code writes them: per-tensor Python loops.
-
-    ``step(closure)``: closure at w; e = rho * v / ||v|| with ||v|| assembled from
-    one ``.norm()`` per tensor (v = g for SAM, v = d_t = (1 - theta) d_{t-1} +
-    theta g_t for VaSSO); w += e tensor by tensor; closure at w + e; w -= e
-    tensor by tensor; the base optimizer's step. ``theta=None`` is SAM.
-    """
-
-    def __init__(self, base: torch.optim.Optimizer, rho: float, theta: float | None = None):
-        self.base, self.rho, self.theta = base, rho, theta
-        self.param_groups = base.param_groups
-        self.state: dict[Tensor, dict[str, Tensor]] = {}
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.base.zero_grad(set_to_none=set_to_none)
-
-    def step(self, closure: Callable[[], Tensor]) -> Tensor:
-        loss = closure()
-        params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
-        with torch.no_grad():
-            directions = []
-            for p in params:
-                if self.theta is None:
-                    directions.append(p.grad)
-                    continue
-                state = self.state.setdefault(p, {})
-                if "d" not in state:
-                    state["d"] = p.grad.clone()
-                else:
-                    state["d"].mul_(1 - self.theta).add_(p.grad, alpha=self.theta)
-                directions.append(state["d"])
-            norm = torch.norm(torch.stack([v.norm(p=2) for v in directions]), p=2)
-            scale = self.rho / (norm + 1e-12)
-            for p, v in zip(params, directions):
-                e = v * scale
-                p.add_(e)
-                self.state.setdefault(p, {})["e"] = e
-        closure()
-        with torch.no_grad():
-            for p in params:
-                p.sub_(self.state[p]["e"])
-        self.base.step()
-        return loss
-
+# ----------------------------------------------------------------------------- the optimizers
 
 class ForwardBackwardOnly(torch.optim.Optimizer):
     """An "optimizer" whose step is the closure alone: times one forward + backward."""
@@ -160,7 +117,13 @@ def optimizer_for(method: str, impl: str, model: nn.Module) -> torch.optim.Optim
                       lr=LR, momentum=0.9, weight_decay=1e-3, bn_stats="first")
     if impl == "textbook":
         base = build_base(cfg, model, foreach=False)
-        return base if method == "sgd" else TextbookSharpness(base, RHO, None if method == "sam" else THETA)
+        if method == "sgd":
+            return base
+        settings = METHODS_BY_NAME[method].settings(cfg)
+        scale = settings.pop("scale", None)
+        if scale is not None:  # ASAM: the tensors T scales, picked as the class picks them
+            settings["scaled"] = {p for n, p in model.named_parameters() if scale == "all" or "weight" in n}
+        return ReferenceStep(list(model.parameters()), base, method, rho=cfg.rho, **settings)
     optimizer, base = build_optimizer(cfg, model, fused=fast)
     if fast:
         use_tensor_lr(base)
@@ -354,7 +317,7 @@ def ratios(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 row["vasso_over_sam"] = vas / sam
             if sam and fb:
                 row["sam_over_2fb"] = sam / (2 * fb)
-            for method in METHODS:
+            for method in METHODS_BY_NAME:
                 t = median.get((model, prec, method, impl))
                 ref = median.get((model, prec, method, "textbook"))
                 if t and ref and impl != "textbook":
@@ -528,7 +491,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
     pick = lambda value, full, small: value if value is not None else (full if big else small)  # noqa: E731
     models = (a.models or ("resnet18,wrn28_10" if big else "resnet18")).split(",")
     methods, impls = a.methods.split(","), a.impls.split(",")
-    for name, values, valid in (("methods", methods, METHODS), ("impls", impls, IMPLS)):
+    for name, values, valid in (("methods", methods, tuple(METHODS_BY_NAME)), ("impls", impls, IMPLS)):
         bad = [v for v in values if v not in valid]
         if bad:
             p.error(f"unknown {name} {', '.join(bad)}; valid: {', '.join(valid)}")

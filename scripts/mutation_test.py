@@ -157,6 +157,15 @@ MUTANTS: tuple[Mutant, ...] = (
       '        self.base.load_state_dict(state_dict["base"])\n', "",
       VSTATE, "-k", "resume_continues"),
 
+    # -- the per-tensor reference the classes are checked against ------------------------
+    m("reference-vasso-average-weights-swapped", "vasso/_reference.py",
+      "return [(1 - theta) * di + theta * gi for di, gi in zip(d, g)]",
+      "return [theta * di + (1 - theta) * gi for di, gi in zip(d, g)]",
+      T + "test_vasso_reference.py"),
+    m("reference-gsam-radius-unclamped", "vasso/_reference.py",
+      "else max(rho_t, 0.0)", "else rho_t",
+      T + "test_vasso_reference.py"),
+
     # -- fp16: the skipped step ----------------------------------------------------------
     m("fp16-second-pass-overflow-ignored", "vasso/sam.py",
       "found_inf = torch.maximum(found_inf, nonfinite_flag(grads))", "found_inf = found_inf",

@@ -21,7 +21,9 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 import vasso
+from benchmarks.config import TrainConfig
 from benchmarks.fast.step import TrainStep, capture_blockers, set_lr, use_tensor_lr
+from benchmarks.methods import build_optimizer
 
 STEPS = 6
 
@@ -39,15 +41,13 @@ def batches(n: int = STEPS, device: str = "cpu") -> list[tuple[torch.Tensor, tor
 
 
 def make_optimizer(method: str, model: nn.Module, *, fast: bool) -> torch.optim.Optimizer:
-    base = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4,
-                           fused=True if fast else None)
+    """As the engine builds it (the method registry), on the fast path with a tensor LR."""
+    cfg = TrainConfig("cifar", optimizer=method, lr=0.1, momentum=0.9, weight_decay=5e-4,
+                      theta=0.4, bn_stats="first")
+    optimizer, base = build_optimizer(cfg, model, fused=fast)
     if fast:
         use_tensor_lr(base)
-    if method == "sgd":
-        return base
-    if method == "sam":
-        return vasso.SAM(base, rho=0.05, model=model)
-    return vasso.VaSSO(base, rho=0.05, theta=0.4, model=model)
+    return optimizer
 
 
 def cosine(step: int) -> float:

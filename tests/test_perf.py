@@ -94,7 +94,7 @@ def test_textbook_reference_computes_the_same_step_as_vasso():
             opt.step(closure)
         return model
 
-    for method in ("sam", "vasso"):
+    for method in ("sam", "asam", "gsam", "vasso"):
         for a, b in zip(run("textbook", method).parameters(), run("eager", method).parameters()):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 

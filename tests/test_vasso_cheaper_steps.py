@@ -8,24 +8,10 @@ import io
 
 import pytest
 import torch
-from vasso_reference import METHODS, HostReads, ReferenceStep, batch, closure_for, method_kwargs, mlp, two_step
+from vasso_reference import (
+    METHODS, HostReads, batch, closure_for, method_kwargs, mlp, reference_for, sgd, step_both, two_step)
 
 import vasso
-
-
-def _sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
-
-
-def _reference(name: str, model: torch.nn.Module, **kwargs) -> ReferenceStep:
-    settings = dict(method_kwargs(name))
-    if name == "ASAM":
-        # the library's ASAM scales weight matrices only (scale="weights")
-        kwargs["scaled"] = {p for p in model.parameters() if p.ndim > 1}
-    if name == "GSAM":
-        settings["lr_max"] = 0.05
-    return ReferenceStep(list(model.parameters()), _sgd(model), name.lower(), **settings, **kwargs)
-
 
 
 @pytest.mark.parametrize(
@@ -36,15 +22,10 @@ def test_reuse_matches_the_reference_in_float64(name, update_on_reuse):
     model = mlp(dtype=torch.float64)
     ref_model = copy.deepcopy(model)
     extra = {"update_on_reuse": True} if update_on_reuse else {}
-    opt = getattr(vasso, name)(_sgd(model), model=model, ascent_every=3, skip="reuse",
+    opt = getattr(vasso, name)(sgd(model), model=model, ascent_every=3, skip="reuse",
                                **method_kwargs(name), **extra)
-    ref = _reference(name, ref_model, skip="reuse", **extra)
-    for step in range(8):
-        x, y = batch(step, torch.float64)
-        opt.step(closure_for(model, x, y))
-        ref.step(closure_for(ref_model, x, y), ascend=step % 3 == 0)
-    for p, q in zip(model.parameters(), ref_model.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+    ref = reference_for(name, ref_model, skip="reuse", **extra)
+    step_both(opt, model, ref, ref_model, 8, ascends=lambda step: step % 3 == 0)
     if name == "VaSSO":
         for p, d in zip(model.parameters(), ref.d):
             torch.testing.assert_close(opt.state[p]["grad_avg"], d, rtol=1e-12, atol=1e-14)
@@ -56,7 +37,7 @@ def test_reuse_is_not_the_clean_skip():
     finals = []
     for skip in ("clean", "reuse"):
         model = mlp(dtype=torch.float64)
-        opt = vasso.SAM(_sgd(model), rho=0.1, ascent_every=2, skip=skip)
+        opt = vasso.SAM(sgd(model), rho=0.1, ascent_every=2, skip=skip)
         for step in range(2):
             opt.step(closure_for(model, *batch(step, torch.float64)))
         finals.append(torch.cat([p.flatten() for p in model.parameters()]))
@@ -89,7 +70,7 @@ def test_a_reused_step_evaluates_the_gradient_at_w_plus_the_last_perturbation():
 @pytest.mark.parametrize("schedule", [{"ascent_every": 3}, {"ascent_prob": 0.4, "seed": 2}])
 def test_passes_count_every_closure_call(name, skip, schedule):
     model = mlp()
-    opt = getattr(vasso, name)(_sgd(model), model=model, skip=skip, **schedule, **method_kwargs(name))
+    opt = getattr(vasso, name)(sgd(model), model=model, skip=skip, **schedule, **method_kwargs(name))
     calls: list[int] = []
     for step in range(12):
         opt.step(closure_for(model, *batch(step), calls))
@@ -100,12 +81,12 @@ def test_passes_count_every_closure_call(name, skip, schedule):
 def test_reuse_before_any_ascent_is_a_clean_step():
     """With ascent_prob, the first steps may come before any e_last exists."""
     model = mlp(dtype=torch.float64)
-    opt = vasso.SAM(_sgd(model), rho=0.1, ascent_prob=0.05, seed=0, skip="reuse")
+    opt = vasso.SAM(sgd(model), rho=0.1, ascent_prob=0.05, seed=0, skip="reuse")
     gen = torch.Generator().manual_seed(0)
     first_ascent = next(i for i in range(100) if torch.rand((), generator=gen).item() < 0.05)
     assert first_ascent >= 2
     plain = copy.deepcopy(model)
-    base = _sgd(plain)
+    base = sgd(plain)
     for step in range(2):
         opt.step(closure_for(model, *batch(step, torch.float64)))
         base.zero_grad()
@@ -118,7 +99,7 @@ def test_reuse_before_any_ascent_is_a_clean_step():
 @pytest.mark.parametrize("name", METHODS)
 def test_two_step_api_with_first_pass_equals_the_closure(name):
     models = [mlp(batchnorm=True), mlp(batchnorm=True)]
-    opts = [getattr(vasso, name)(_sgd(m), model=m, ascent_every=2, skip="reuse", **method_kwargs(name))
+    opts = [getattr(vasso, name)(sgd(m), model=m, ascent_every=2, skip="reuse", **method_kwargs(name))
             for m in models]
     for step in range(5):
         x, y = batch(step)
@@ -130,7 +111,7 @@ def test_two_step_api_with_first_pass_equals_the_closure(name):
 
 def test_two_step_api_without_first_pass_is_refused_on_a_reused_step():
     model = mlp()
-    opt = vasso.VaSSO(_sgd(model), ascent_every=2, skip="reuse")
+    opt = vasso.VaSSO(sgd(model), ascent_every=2, skip="reuse")
     opt.step(closure_for(model, *batch(0)))
     w = [p.detach().clone() for p in model.parameters()]
     opt.zero_grad()
@@ -142,7 +123,7 @@ def test_two_step_api_without_first_pass_is_refused_on_a_reused_step():
 
 def test_a_failing_pass_at_the_reused_point_puts_the_weights_back():
     model = mlp()
-    opt = vasso.SAM(_sgd(model), ascent_every=2, skip="reuse")
+    opt = vasso.SAM(sgd(model), ascent_every=2, skip="reuse")
     opt.step(closure_for(model, *batch(0)))
     w = [p.detach().clone() for p in model.parameters()]
 
@@ -159,7 +140,7 @@ def test_a_failing_pass_at_the_reused_point_puts_the_weights_back():
 @pytest.mark.parametrize("bn_stats", ["first", "both"])
 def test_the_one_pass_of_a_reused_step_updates_batchnorm_statistics(bn_stats):
     model = mlp(batchnorm=True)
-    opt = vasso.SAM(_sgd(model), model=model, ascent_every=2, skip="reuse", bn_stats=bn_stats)
+    opt = vasso.SAM(sgd(model), model=model, ascent_every=2, skip="reuse", bn_stats=bn_stats)
     opt.step(closure_for(model, *batch(0)))
     before = model[1].running_mean.clone()
     opt.step(closure_for(model, *batch(1)))  # reused
@@ -172,7 +153,7 @@ def test_resume_mid_cycle_continues_bit_for_bit(name):
     def make(seed):
         model = mlp(seed=seed, batchnorm=True)
         extra = {"update_on_reuse": True} if name == "VaSSO" else {}
-        opt = getattr(vasso, name)(_sgd(model), model=model, ascent_every=3, skip="reuse",
+        opt = getattr(vasso, name)(sgd(model), model=model, ascent_every=3, skip="reuse",
                                    **method_kwargs(name), **extra)
         return model, opt
 
@@ -213,7 +194,7 @@ def test_bad_settings_are_refused(make, match):
 @pytest.mark.parametrize("name", METHODS)
 def test_reused_steps_read_nothing_back_to_the_host(name):
     model = mlp(batchnorm=True)
-    opt = getattr(vasso, name)(_sgd(model), model=model, ascent_every=2, skip="reuse", **method_kwargs(name))
+    opt = getattr(vasso, name)(sgd(model), model=model, ascent_every=2, skip="reuse", **method_kwargs(name))
     opt.step(closure_for(model, *batch(0)))  # the first ascent, outside the mode
     x, y = batch(1)
     opt.zero_grad()

@@ -6,26 +6,21 @@ import copy
 
 import pytest
 import torch
-from vasso_reference import METHODS, ReferenceStep, batch, closure_for, method_kwargs, mlp, two_step
+from vasso_reference import (
+    METHODS, batch, closure_for, method_kwargs, mlp, reference_for, sgd, step_both, two_step)
 
 import vasso
-
-
-def _sgd(model: torch.nn.Module, lr: float = 0.1) -> torch.optim.SGD:
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-3)
+from vasso._reference import ReferenceStep
 
 
 @pytest.mark.parametrize("name", METHODS)
 def test_fused_step_matches_the_reference_in_float64(name):
     model = mlp(dtype=torch.float64)
     ref_model = copy.deepcopy(model)
-    kwargs = method_kwargs(name)
-    opt = getattr(vasso, name)(_sgd(model), model=model, **kwargs)
-    ref_base = _sgd(ref_model)
-    scaled = {p for n, p in ref_model.named_parameters() if "weight" in n}
-    ref = ReferenceStep(list(ref_model.parameters()), ref_base, name.lower(), scaled=scaled, **kwargs)
+    opt = getattr(vasso, name)(sgd(model), model=model, **method_kwargs(name))
+    ref = reference_for(name, ref_model)
     # GSAM's rho follows the learning rate: move it, so that rho_t changes every step.
-    schedulers = [torch.optim.lr_scheduler.StepLR(o, 1, gamma=0.7) for o in (opt, ref_base)]
+    schedulers = [torch.optim.lr_scheduler.StepLR(o, 1, gamma=0.7) for o in (opt, ref.base)]
     for step in range(5):
         x, y = batch(step, torch.float64)
         loss = opt.step(closure_for(model, x, y))
@@ -43,29 +38,24 @@ def test_asam_scaled_tensors_with_and_without_model(scale, scaled_names):
     """Without a model, "weights" means the tensors with more than one dimension."""
     model = mlp(dtype=torch.float64)
     ref_model = copy.deepcopy(model)
-    opt = vasso.ASAM(_sgd(model), rho=0.5, eta=0.05, scale=scale)
+    opt = vasso.ASAM(sgd(model), rho=0.5, eta=0.05, scale=scale)
     ref_params = list(ref_model.parameters())
     scaled = set(ref_params) if scale == "all" else {p for p in ref_params if p.ndim > 1}
-    ref = ReferenceStep(ref_params, _sgd(ref_model), "asam", rho=0.5, eta=0.05, scaled=scaled)
-    for step in range(3):
-        x, y = batch(step, torch.float64)
-        opt.step(closure_for(model, x, y))
-        ref.step(closure_for(ref_model, x, y))
-    for p, q in zip(model.parameters(), ref_model.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+    ref = ReferenceStep(ref_params, sgd(ref_model), "asam", rho=0.5, eta=0.05, scaled=scaled)
+    step_both(opt, model, ref, ref_model, 3)
 
 
 def test_asam_scales_norm_weights_by_name_when_given_the_model():
     model = mlp(batchnorm=True)
-    opt = vasso.ASAM(_sgd(model), model=model)
+    opt = vasso.ASAM(sgd(model), model=model)
     norm_weight, norm_bias = model[1].weight, model[1].bias
     assert opt._scales(norm_weight) and not opt._scales(norm_bias)
-    assert not vasso.ASAM(_sgd(model))._scales(norm_weight)  # 1-d: not a weight by shape
+    assert not vasso.ASAM(sgd(model))._scales(norm_weight)  # 1-d: not a weight by shape
 
 
 def _run(name: str, steps: int, **kwargs) -> list[torch.Tensor]:
     model = mlp()
-    opt = getattr(vasso, name)(_sgd(model), model=model, **kwargs)
+    opt = getattr(vasso, name)(sgd(model), model=model, **kwargs)
     for step in range(steps):
         opt.step(closure_for(model, *batch(step)))
     return [p.detach().clone() for p in model.parameters()]
@@ -105,7 +95,7 @@ def test_gsam_rho_follows_the_learning_rate_and_never_goes_negative():
 @pytest.mark.parametrize("name", METHODS)
 def test_perturbation_has_norm_rho_and_restore_is_exact(name):
     model = mlp(dtype=torch.float64)
-    opt = getattr(vasso, name)(_sgd(model), rho=0.3)
+    opt = getattr(vasso, name)(sgd(model), rho=0.3)
     w = [p.detach().clone() for p in model.parameters()]
     closure_for(model, *batch(0, torch.float64))()
     assert opt.first_step()
@@ -143,7 +133,7 @@ def test_zero_gradient_gives_no_nan(name):
 def test_closure_and_two_step_apis_are_bit_identical(name, schedule):
     models = [mlp(batchnorm=True), mlp(batchnorm=True)]
     opts = [
-        getattr(vasso, name)(_sgd(m), model=m, **method_kwargs(name), **schedule) for m in models
+        getattr(vasso, name)(sgd(m), model=m, **method_kwargs(name), **schedule) for m in models
     ]
     for step in range(5):
         x, y = batch(step)
@@ -157,7 +147,7 @@ def test_closure_and_two_step_apis_are_bit_identical(name, schedule):
 @pytest.mark.parametrize("name", METHODS)
 def test_ascent_every_k_runs_one_pass_on_the_other_steps(name):
     model = mlp()
-    opt = getattr(vasso, name)(_sgd(model), model=model, ascent_every=3)
+    opt = getattr(vasso, name)(sgd(model), model=model, ascent_every=3)
     calls: list[int] = []
     for step in range(7):
         opt.step(closure_for(model, *batch(step), calls))
@@ -166,7 +156,7 @@ def test_ascent_every_k_runs_one_pass_on_the_other_steps(name):
 
 def test_ascent_prob_draws_from_a_seeded_cpu_generator():
     model = mlp()
-    opt = vasso.SAM(_sgd(model), ascent_prob=0.3, seed=11)
+    opt = vasso.SAM(sgd(model), ascent_prob=0.3, seed=11)
     gen = torch.Generator().manual_seed(11)
     expected = [torch.rand((), generator=gen).item() < 0.3 for _ in range(20)]
     ascended = []
@@ -179,10 +169,10 @@ def test_ascent_prob_draws_from_a_seeded_cpu_generator():
 
 def test_a_skipped_ascent_is_a_plain_base_step_with_the_clean_gradient():
     model = mlp()
-    opt = vasso.SAM(_sgd(model), ascent_every=100)
+    opt = vasso.SAM(sgd(model), ascent_every=100)
     opt.step(closure_for(model, *batch(0)))  # step 0 ascends; step 1 does not
     plain = copy.deepcopy(model)
-    base = _sgd(plain)
+    base = sgd(plain)
     base.load_state_dict(copy.deepcopy(opt.base.state_dict()))  # the same momentum, not shared
     opt.step(closure_for(model, *batch(1)))
     base.zero_grad()
@@ -194,14 +184,9 @@ def test_a_skipped_ascent_is_a_plain_base_step_with_the_clean_gradient():
 def test_vasso_average_is_updated_on_skipped_steps():
     model = mlp(dtype=torch.float64)
     ref_model = copy.deepcopy(model)
-    opt = vasso.VaSSO(_sgd(model), rho=0.1, theta=0.4, ascent_every=2)
-    ref = ReferenceStep(list(ref_model.parameters()), _sgd(ref_model), "vasso", rho=0.1, theta=0.4)
-    for step in range(5):
-        x, y = batch(step, torch.float64)
-        opt.step(closure_for(model, x, y))
-        ref.step(closure_for(ref_model, x, y), ascend=step % 2 == 0)
-    for p, q in zip(model.parameters(), ref_model.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+    opt = vasso.VaSSO(sgd(model), rho=0.1, theta=0.4, ascent_every=2)
+    ref = reference_for("VaSSO", ref_model, rho=0.1, theta=0.4)
+    step_both(opt, model, ref, ref_model, 5, ascends=lambda step: step % 2 == 0)
     for p, d in zip(model.parameters(), ref.d):
         torch.testing.assert_close(opt.state[p]["grad_avg"], d, rtol=1e-12, atol=1e-14)
 
@@ -209,7 +194,7 @@ def test_vasso_average_is_updated_on_skipped_steps():
 @pytest.mark.parametrize("name", METHODS)
 def test_lr_schedulers_work_on_the_wrapper_and_the_base(name):
     model = mlp()
-    base = _sgd(model, lr=0.2)
+    base = sgd(model, lr=0.2)
     opt = getattr(vasso, name)(base, model=model)
     assert opt.param_groups is base.param_groups
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4)

@@ -1,151 +1,25 @@
-"""Readable reference implementations of SAM, ASAM, GSAM and VaSSO for the tests.
-
-Written from the equations (docs/optimizers.md, METHODS.md), one tensor at a
-time, with Python-float norms and no code shared with ``vasso/``: the fused
-library is checked against this, step by step, in float64.
+"""Shared fixtures of the vasso tests: a tiny model, fixed batches, closures, and
+what each method's own math needs. The per-tensor reference the classes are checked
+against is part of the library: ``vasso._reference`` (``ReferenceStep``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from vasso._reference import ReferenceStep
 
-def _norm(tensors: list[Tensor]) -> float:
-    return math.sqrt(sum(float((t * t).sum()) for t in tensors))
-
-
-def _dot(a: list[Tensor], b: list[Tensor]) -> float:
-    return sum(float((x * y).sum()) for x, y in zip(a, b))
-
-
-class ReferenceStep:
-    """One sharpness-aware step around a base optimizer, written out plainly.
-
-    method: "sam", "asam", "gsam" or "vasso". ``scaled`` (ASAM): the set of
-    tensors T_w scales. GSAM reads lr from ``base.param_groups[0]``.
-    """
-
-    def __init__(
-        self,
-        params: list[Tensor],
-        base: torch.optim.Optimizer,
-        method: str,
-        rho: float,
-        eps: float = 1e-12,
-        eta: float = 0.01,
-        scaled: set[Tensor] | None = None,
-        theta: float = 0.9,
-        alpha: float = 0.0,
-        rho_min: float | None = None,
-        lr_max: float | None = None,
-        lr_min: float = 0.0,
-        skip: str = "clean",
-        update_on_reuse: bool = False,
-    ) -> None:
-        self.params, self.base, self.method = params, base, method
-        self.skip, self.update_on_reuse = skip, update_on_reuse
-        self.e_last: list[Tensor] | None = None  # skip="reuse": the last perturbation
-        self.passes = 0
-        self.rho, self.eps, self.eta, self.theta, self.alpha = rho, eps, eta, theta, alpha
-        self.scaled = scaled if scaled is not None else set(params)
-        self.rho_min = rho if rho_min is None else rho_min
-        self.lr_max = base.param_groups[0]["lr"] if lr_max is None else lr_max
-        self.lr_min = lr_min
-        self.d: list[Tensor] | None = None  # VaSSO's gradient average
-
-    def _gradients(self, closure: Callable[[], Tensor]) -> tuple[Tensor, list[Tensor]]:
-        for p in self.params:
-            p.grad = None
-        with torch.enable_grad():
-            loss = closure()
-        return loss, [p.grad.detach().clone() for p in self.params]
-
-    def _rho(self) -> float:
-        if self.method != "gsam" or self.rho_min == self.rho:
-            return self.rho
-        lr = float(self.base.param_groups[0]["lr"])
-        fraction = (lr - self.lr_min) / (self.lr_max - self.lr_min)
-        return max(0.0, self.rho_min + (self.rho - self.rho_min) * fraction)
-
-    def _perturbation(self, g: list[Tensor]) -> list[Tensor]:
-        rho = self._rho()
-        if self.method == "vasso":
-            if self.d is None:
-                self.d = [gi.clone() for gi in g]
-            else:
-                self.d = [(1 - self.theta) * di + self.theta * gi for di, gi in zip(self.d, g)]
-            direction = self.d
-            return [rho * di / (_norm(direction) + self.eps) for di in direction]
-        if self.method == "asam":
-            t = [
-                (p.detach().abs() + self.eta) if p in self.scaled else torch.ones_like(p)
-                for p in self.params
-            ]
-            tg = [ti * gi for ti, gi in zip(t, g)]
-            norm = _norm(tg)
-            return [rho * ti * ti * gi / (norm + self.eps) for ti, gi in zip(t, g)]
-        norm = _norm(g)
-        return [rho * gi / (norm + self.eps) for gi in g]
-
-    def _average(self, g: list[Tensor]) -> None:
-        self.d = [gi.clone() for gi in g] if self.d is None else [
-            (1 - self.theta) * di + self.theta * gi for di, gi in zip(self.d, g)
-        ]
-
-    def _gradients_at(self, e: list[Tensor], closure: Callable[[], Tensor]) -> tuple[Tensor, list[Tensor]]:
-        """Loss and gradients at w + e; the weights are w again afterwards."""
-        w = [p.detach().clone() for p in self.params]
-        with torch.no_grad():
-            for p, ei in zip(self.params, e):
-                p.add_(ei)
-        result = self._gradients(closure)
-        with torch.no_grad():
-            for p, wi in zip(self.params, w):
-                p.copy_(wi)
-        return result
-
-    def step(self, closure: Callable[[], Tensor], ascend: bool = True) -> Tensor:
-        if not ascend and self.skip == "reuse" and self.e_last is not None:
-            # One pass at w + e_last; its gradient is the descent direction.
-            loss, direction = self._gradients_at(self.e_last, closure)
-            self.passes += 1
-            if self.method == "vasso" and self.update_on_reuse:
-                self._average(direction)
-            for p, di in zip(self.params, direction):
-                p.grad = di.clone()
-            self.base.step()
-            return loss
-        loss, g = self._gradients(closure)
-        self.passes += 1
-        if not ascend:
-            if self.method == "vasso":  # the average still sees the clean gradient
-                self._average(g)
-            direction = g
-        else:
-            e = self._perturbation(g)
-            if self.skip == "reuse":
-                self.e_last = [ei.clone() for ei in e]
-            _, g_p = self._gradients_at(e, closure)
-            self.passes += 1
-            direction = g_p
-            if self.method == "gsam" and self.alpha:
-                c = _dot(g, g_p) / (_norm(g_p) ** 2 + self.eps)
-                g_perp = [gi - c * gpi for gi, gpi in zip(g, g_p)]
-                direction = [gpi - self.alpha * gq for gpi, gq in zip(g_p, g_perp)]
-        for p, di in zip(self.params, direction):
-            p.grad = di.clone()
-        self.base.step()
-        return loss
-
-
-# ---------------------------------------------------------------- shared test fixtures
 
 METHODS = ("SAM", "ASAM", "GSAM", "VaSSO")
+
+
+def sgd(model: torch.nn.Module, lr: float = 0.1) -> torch.optim.SGD:
+    """The tests' base optimizer: SGD with momentum and weight decay (both enter the step)."""
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-3)
 
 
 def mlp(seed: int = 0, dtype: torch.dtype = torch.float32, batchnorm: bool = False) -> torch.nn.Module:
@@ -233,3 +107,25 @@ def two_step(opt, model: torch.nn.Module, x: Tensor, y: Tensor) -> Tensor:
     opt.second_step()
     opt.zero_grad()
     return loss
+
+
+def reference_for(name: str, model: torch.nn.Module, **kwargs) -> ReferenceStep:
+    """The per-tensor reference of class ``name`` over ``model`` (its own SGD), with
+    ``method_kwargs(name)`` updated by ``kwargs``; ASAM scales what the class scales
+    when given the model: the tensors named "weight"."""
+    scaled = {p for n, p in model.named_parameters() if "weight" in n}
+    return ReferenceStep(list(model.parameters()), sgd(model), name.lower(), scaled=scaled,
+                         **{**method_kwargs(name), **kwargs})
+
+
+def step_both(opt, model: torch.nn.Module, ref: ReferenceStep, ref_model: torch.nn.Module, steps: int,
+              ascends: Callable[[int], bool] = lambda step: True) -> None:
+    """``steps`` float64 steps of the class and of the reference on the same batches
+    (the reference told which steps ascend); then their weights agree to rounding."""
+    for step in range(steps):
+        x, y = batch(step, torch.float64)
+        loss = opt.step(closure_for(model, x, y))
+        ref_loss = ref.step(closure_for(ref_model, x, y), ascend=ascends(step))
+        torch.testing.assert_close(loss, ref_loss, rtol=1e-12, atol=0)
+    for p, q in zip(model.parameters(), ref_model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)

@@ -23,7 +23,8 @@ class ASAM(SharpnessAware):
 
         e = rho * T_w^2 g / (||T_w g|| + eps)
 
-    and the base optimizer steps with g_p, the gradient at w + e.
+    and the base optimizer steps with g_p, the gradient at w + e (written one tensor
+    at a time, for reading and testing: ``vasso._reference.asam_perturbation``).
 
     Args:
         eta: the offset that keeps zero weights perturbable; ``eta >= 0``. The

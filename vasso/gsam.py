@@ -26,7 +26,9 @@ class GSAM(SharpnessAware):
     ``g_perp = g - (<g, g_p> / (||g_p||^2 + eps)) g_p`` is the part of the clean
     gradient g orthogonal to g_p (the gradient at w + e); descending along
     ``-g_perp`` lowers the surrogate gap.
-    With ``rho_min = rho`` and ``alpha = 0`` it is SAM.
+    With ``rho_min = rho`` and ``alpha = 0`` it is SAM. The same step written one
+    tensor at a time, for reading and testing: ``vasso._reference`` (``gsam_radius``,
+    ``gsam_direction``, ``ReferenceStep(..., "gsam")``).
 
     Args:
         rho: rho_max, the radius at lr_max.

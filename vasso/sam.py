@@ -12,7 +12,8 @@ A sharpness-aware step at weights w with minibatch gradient g:
 ``SharpnessAware`` owns steps 1-4, the ascent schedule, the BatchNorm and
 data-parallel policies, mixed precision and checkpointing; a method only
 supplies the perturbation (and, for GSAM, the descent direction, for VaSSO the
-gradient average).
+gradient average). ``vasso._reference`` writes every method's step out one tensor
+at a time, sharing no code with this module (the tests check one against the other).
 """
 
 from __future__ import annotations
@@ -574,6 +575,9 @@ class SAM(SharpnessAware):
     e = rho * g / (||g|| + eps), with one global L2 norm over every tensor that
     has a gradient; the base optimizer steps with g_p, the gradient at w + e on
     the same minibatch. Arguments: see :class:`SharpnessAware`.
+
+    The same step written one tensor at a time, for reading and testing:
+    ``vasso._reference`` (``ReferenceStep(params, base, "sam", rho)``).
     """
 
     def __init__(self, base: torch.optim.Optimizer, rho: float = 0.05, **kwargs: Any) -> None:

@@ -22,7 +22,9 @@ class VaSSO(SharpnessAware):
         d_t = (1 - theta) d_{t-1} + theta g_t,   d_0 = g_0
         e_t = rho d_t / (||d_t|| + eps)          (one global norm)
 
-    and the base optimizer steps with g_p, the gradient at w + e_t. theta = 1 is
+    and the base optimizer steps with g_p, the gradient at w + e_t (written one tensor
+    at a time, for reading and testing: ``vasso._reference``, ``vasso_average`` and
+    ``ReferenceStep(..., "vasso")``). theta = 1 is
     SAM, step for step and bit for bit. d_t is updated on every step, also on the
     steps the ascent schedule skips (from their one, clean, gradient), and it is
     part of ``state_dict()`` (``state[p]["grad_avg"]``).
