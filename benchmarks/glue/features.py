@@ -177,12 +177,13 @@ def pad_batch(encoded: Encoded, indices: list[int], pad_id: int, max_length: int
     the keywords of a transformers classifier's forward, and ``split`` for dev rows
     (:func:`concat`)."""
     index = torch.as_tensor(indices, dtype=torch.int64)
-    lengths = encoded.lengths[index]
+    starts = encoded.offsets[index]
+    lengths = encoded.offsets[index + 1] - starts
     longest = int(lengths.max())
     width = min(-(-longest // PAD_MULTIPLE) * PAD_MULTIPLE, max(max_length, longest))
     positions = torch.arange(width)
     mask = positions[None, :] < lengths[:, None]
-    source = (encoded.offsets[index][:, None] + positions[None, :])[mask]
+    source = (starts[:, None] + positions[None, :])[mask]
     input_ids = torch.full((len(index), width), pad_id, dtype=torch.int64)
     input_ids[mask] = encoded.input_ids[source].long()
     batch = {"input_ids": input_ids, "attention_mask": mask.long()}
