@@ -43,8 +43,8 @@ class ConfigError(ValueError):
 
 OPTIMIZERS = tuple(METHODS)
 BASE_OPTIMIZERS = tuple(BASES)
-SCHEDULES = ("cosine", "cosine-epoch", "constant")
-PRECISIONS = ("fp32", "bf16")
+SCHEDULES = ("cosine", "cosine-epoch", "constant", "linear", "inverse-sqrt")
+PRECISIONS = ("fp32", "bf16", "fp16")
 BN_STATS = ("first", "both")
 # CIFAR input statistics: the official code's CIFAR-10 values for both datasets, or
 # each training set's own (benchmarks.data). The digits task standardises by its own.
@@ -95,7 +95,7 @@ FAST_TASKS = ("cifar",)
 # Fields that say where things live, how they are shown and which code path runs the
 # cell; they are not part of a cell (a cell's results must not depend on them).
 LOCATION_FIELDS = ("data_dir", "runs_dir", "device", "download", "progress", "num_workers",
-                   "fast", "threads", "stop_on_collapse")
+                   "fast", "threads", "stop_on_collapse", "checkpoint_every_steps")
 
 
 def _default_data_dir() -> str:
@@ -179,11 +179,18 @@ class TrainConfig:
     bn_stats: str | None = _opt("BatchNorm running statistics from the first pass or both passes "
                                 "(both: what the official code does)", BN_STATS, default=None)
     lr: float | None = _opt("peak learning rate", default=None)
-    schedule: str | None = _opt("learning-rate schedule: cosine = per-step cosine to 0; "
-                                "cosine-epoch = the official VaSSO code's, a cosine set once per "
-                                "epoch after it with the finished epoch's index (epochs 0 and 1 at "
-                                "the peak rate, the last one above 0); constant", SCHEDULES, default=None)
+    schedule: str | None = _opt("learning-rate schedule, per step after the linear warm-up: "
+                                "cosine = a cosine to 0; linear = a linear decay to 0; constant; "
+                                "inverse-sqrt = fairseq's inverse_sqrt (lr * sqrt(warm-up / step); "
+                                "needs a warm-up); cosine-epoch = the official VaSSO code's, a cosine "
+                                "set once per epoch after it with the finished epoch's index (epochs "
+                                "0 and 1 at the peak rate, the last one above 0; no warm-up)",
+                                SCHEDULES, default=None)
     warmup_epochs: float = _opt("linear warm-up length in epochs", default=0.0)
+    warmup_steps: int = _opt("linear warm-up length in steps (instead of --warmup-epochs)", default=0)
+    clip_grad_norm: float | None = _opt("clip the global norm of the descent gradient to this "
+                                        "(sharpness-aware methods: the gradient at w + e; the ascent "
+                                        "is unaffected)", default=None, default_text="no clipping")
     weight_decay: float | None = _opt("weight decay", default=None)
     momentum: float = _opt("SGD momentum", default=0.9)
     nesterov: bool = _opt("Nesterov momentum for the SGD base", default=False)
@@ -191,18 +198,24 @@ class TrainConfig:
     adam_beta2: float = _opt("AdamW's beta2", default=0.999)
     adam_eps: float = _opt("AdamW's eps", default=1e-8)
     # The training run.
-    epochs: int | None = _opt("number of epochs", default=None)
+    epochs: int | None = _opt("number of epochs (or give --max-steps)", default=None)
+    max_steps: int | None = _opt("length of training in optimizer steps, instead of --epochs "
+                                 "(the last epoch may end part-way)", default=None,
+                                 default_text="none, --epochs whole epochs")
     batch_size: int | None = _opt("training batch size", default=None)
-    max_steps: int | None = _opt("cap on the steps per epoch (smoke runs; part of the cell)", default=None,
-                                 default_text="none, whole epochs")
+    steps_per_epoch: int | None = _opt("cap on the steps of every epoch (smoke runs; part of the "
+                                       "cell)", default=None, default_text="none, whole epochs")
     eval_every: int = _opt("evaluate every k epochs (and always after the last)", default=1)
+    eval_every_steps: int | None = _opt("also evaluate every k steps", default=None,
+                                        default_text="only at the ends of epochs")
     label_smoothing: float = _opt("label smoothing of the training loss", default=0.0)
     label_noise: float = _opt("fraction of training labels flipped to another class, in [0, 1)", default=0.0)
     cutout_prob: float | None = _opt("probability of a 16x16 Cutout", default=None)
     norm_stats: str | None = _opt("input normalisation: official = the official code's CIFAR-10 "
                                   "statistics for CIFAR-10 and CIFAR-100 alike; dataset = each "
                                   "dataset's own", NORM_STATS, default=None)
-    precision: str = _opt("fp32, or bf16 autocast", PRECISIONS, default="fp32")
+    precision: str = _opt("fp32, bf16 autocast, or fp16 autocast with a gradient scaler",
+                          PRECISIONS, default="fp32")
     seed: int = _opt("seed index; data and init seeds derive from (task, dataset, model, seed)", default=0)
     experiment: str = _opt("experiment name: the runs-dir subfolder", default="adhoc")
     # Where things live and how they are shown (not part of the cell).
@@ -223,6 +236,9 @@ class TrainConfig:
                      "only the cifar task has one", FAST, default="auto")
     threads: int | None = _opt("torch intra-op threads, pinned so that a cell gives the same "
                                "numbers wherever it runs on one machine", default=None)
+    checkpoint_every_steps: int | None = _opt("also write a checkpoint every k steps (it is always "
+                                              "written at the end of an epoch)", default=None,
+                                              default_text="only at the ends of epochs")
     stop_on_collapse: bool = _opt("stop a run whose training loss has collapsed to the "
                                   "uniform-prediction level (docs/collapse.md; error.json, exit 1) "
                                   "instead of training every epoch", default=False)
@@ -230,7 +246,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.task not in TASK_DEFAULTS:
             raise ConfigError(f"unknown task {self.task!r}; valid tasks: {', '.join(TASKS)}")
+        if self.max_steps is not None and self.epochs is not None:
+            raise ConfigError(f"--epochs={self.epochs} and --max-steps={self.max_steps}: give the "
+                              "length of training once, in epochs or in steps")
         for name, value in TASK_DEFAULTS[self.task].items():
+            if name == "epochs" and self.max_steps is not None:
+                continue  # the length is given in steps
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
         if self.rho is None:  # None for SGD, and for an unknown optimizer (_validate says so)
@@ -297,16 +318,35 @@ class TrainConfig:
         if self.task != "cifar" and self.norm_stats != "dataset":
             raise bad("norm_stats", f"the {self.task} task standardises by its own statistics; "
                       "use dataset")
-        for name in ("epochs", "batch_size", "ascent_every", "eval_every", "pyramidnet_alpha"):
+        for name in ("batch_size", "ascent_every", "eval_every", "pyramidnet_alpha"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be an integer >= 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise bad("max_steps", "must be an integer >= 1 (or left out for full epochs)")
-        if self.warmup_epochs > self.epochs:
+        for name in ("epochs", "max_steps", "steps_per_epoch", "eval_every_steps",
+                     "checkpoint_every_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise bad(name, "must be an integer >= 1 (or left out)")
+        if self.clip_grad_norm is not None and not (math.isfinite(self.clip_grad_norm)
+                                                    and self.clip_grad_norm > 0):
+            raise bad("clip_grad_norm", "must be a finite number > 0 (or left out: no clipping)")
+        if self.warmup_steps < 0:
+            raise bad("warmup_steps", "must be an integer >= 0")
+        if self.warmup_steps and self.warmup_epochs:
+            raise bad("warmup_steps", f"and --warmup-epochs={self.warmup_epochs}: give the "
+                      "warm-up once, in epochs or in steps")
+        if self.epochs is not None and self.warmup_epochs > self.epochs:
             raise bad("warmup_epochs", f"must not exceed --epochs={self.epochs}")
-        if self.schedule == "cosine-epoch" and self.warmup_epochs:
-            raise bad("warmup_epochs", "the official per-epoch schedule (cosine-epoch) has no "
-                      "warm-up; use 0, or --schedule cosine")
+        if self.max_steps is not None and self.warmup_steps > self.max_steps:
+            raise bad("warmup_steps", f"must not exceed --max-steps={self.max_steps}")
+        if self.schedule == "cosine-epoch" and (self.warmup_epochs or self.warmup_steps):
+            raise bad("warmup_epochs" if self.warmup_epochs else "warmup_steps",
+                      "the official per-epoch schedule (cosine-epoch) has no warm-up; use 0, "
+                      "or --schedule cosine")
+        if self.schedule == "cosine-epoch" and self.epochs is None:
+            raise bad("schedule", "cosine-epoch is set per epoch: give --epochs instead of --max-steps, "
+                      "or another --schedule")
+        if self.schedule == "inverse-sqrt" and not (self.warmup_epochs or self.warmup_steps):
+            raise bad("schedule", "inverse-sqrt decays from the end of its warm-up: give "
+                      "--warmup-steps or --warmup-epochs")
         if self.num_workers is not None and self.num_workers < 0:
             raise bad("num_workers", "must be >= 0")
         if self.threads < 1:
@@ -321,7 +361,8 @@ class TrainConfig:
 
 
 # Fields that may stay None after the task defaults are applied.
-_OPTIONAL_FIELDS = ("rho", "gsam_rho_min", "ascent_prob", "max_steps", "num_workers")
+_OPTIONAL_FIELDS = ("rho", "gsam_rho_min", "ascent_prob", "epochs", "max_steps", "steps_per_epoch",
+                    "eval_every_steps", "checkpoint_every_steps", "clip_grad_norm", "num_workers")
 
 
 # Fields added after the cell ids were pinned (tests/test_cell_ids_golden.py). Such a

@@ -1,85 +1,76 @@
 """The one training loop behind every task: ``train(cfg) -> result``.
 
 For each cell: load the task's data and model, wrap the base optimizer in the
-sharpness-aware method, and train with a learning-rate schedule set per step,
-evaluating after every epoch (``eval_every``) and checkpointing after every
-epoch. Everything the run produces goes to its run directory
-(``benchmarks.rundir``).
+sharpness-aware method, and train for ``--epochs`` or ``--max-steps`` with a
+learning-rate schedule set per step (``benchmarks.training.schedule``), evaluating
+after every epoch (``--eval-every``) and every ``--eval-every-steps`` steps, and
+checkpointing after every epoch and every ``--checkpoint-every-steps`` steps.
+Everything the run produces goes to its run directory (``benchmarks.rundir``).
 
-The step. Every optimizer is driven by ``benchmarks.fast.TrainStep``: one closure
-runs forward and backward and returns the loss; a sharpness-aware method calls it
-at w and at w + e (``loss = opt.step(closure)``), the base optimizer once. Training
-loss and accuracy come from the first (clean) pass and are summed on the device:
-the loop never calls ``.item()`` per step.
-
-Two paths compute the same cell (``--fast``, not part of the cell):
-
-* the DataLoader path (``--fast off``; the default except for CIFAR on CUDA):
-  the task's datasets through a DataLoader, torch's default (foreach) SGD, a Python
-  float learning rate, the step run eagerly;
-* the fast path (``--fast on``; ``auto`` picks it for CIFAR on CUDA): the splits
-  held on the device (``DeviceCIFAR.from_dataset``), a channels-last model (CUDA), a fused
-  base optimizer reading its learning rate from a device tensor, and on CUDA the
-  step replayed from a CUDA graph (eagerly elsewhere, or when recording is blocked,
-  e.g. by ``--ascent-every`` > 1, with a warning).
-
-Both draw the same batches and the same augmentation (``benchmarks.data``), so
-their losses and weights agree up to floating-point rounding (tested on CPU).
+What is trained and how it is scored is the task's (``benchmarks.tasks.base``): the
+loss of a batch with its device-side training sums, the evaluation, the metrics and
+the primary one, which picks the best evaluation. Where the batches come from (a
+DataLoader, or CIFAR held on the device: ``--fast``) is decided once
+(``benchmarks.training.data_path``). Every optimizer is driven by one step object
+(``benchmarks.training.step.TrainStep``): a closure runs forward and backward; a
+sharpness-aware method calls it at w and at w + e, the base optimizer once. The
+training sums come from the first (clean) pass and stay on the device: the loop
+never calls ``.item()`` per step.
 
 Restarts. A directory with result.json is done: ``train`` returns it at once. A
 directory with checkpoint.pt resumes from it, always, bit-exactly on CPU: the
 checkpoint holds the model, the optimizer (with the method's own state), the
-scheduler, the position in the epoch, the partial training sums and the RNG
-states, and the batch order and augmentations are pure functions of (seed,
-epoch, position) (``benchmarks.data``). An unreadable checkpoint is moved aside
-and the previous one (checkpoint.prev.pt) serves; with none readable the cell
-starts over (``RunDir.load_checkpoint``). SIGTERM or SIGUSR2 ends the current
-step, writes a (possibly mid-epoch) checkpoint and raises :class:`Preempted`
-(exit code 75). A non-finite training loss raises :class:`NonFiniteLoss` before
-any checkpoint of the diverged state is written; it, like any other exception,
-leaves error.json (exit code 1) and the previous checkpoint.
+scheduler, the gradient scaler, the position in the epoch, the partial training
+sums and the RNG states, and the batches are pure functions of (seed, epoch). An
+unreadable checkpoint is moved aside and the previous one (checkpoint.prev.pt)
+serves; with none readable the cell starts over (``RunDir.load_checkpoint``).
+SIGTERM or SIGUSR2 ends the current step, writes a (possibly mid-epoch) checkpoint
+and raises :class:`Preempted` (exit code 75). A non-finite training loss raises
+:class:`NonFiniteLoss` before any checkpoint of the diverged state is written; it,
+like any other exception, leaves error.json (exit code 1) and the previous checkpoint.
 
 One engine per cell: ``train`` holds the run directory's lock (``RunDir.lock``)
 from before its first write to its end; a second engine raises ``LockHeld``
 (exit code 3) and writes nothing. The thread count is pinned to ``--threads``, so
 a cell gives the same numbers wherever it runs on one machine.
 
-Collapse. A run whose training loss sits at the uniform-prediction level ln C is
-dead, not diverged (``benchmarks.collapse``, docs/collapse.md): the engine judges the
-epoch's training loss it already reads, records a collapse in meta.json and
-result.json, and trains on, or with ``--stop-on-collapse`` raises :class:`Collapsed`.
+Collapse. A classification run whose training loss sits at the uniform-prediction
+level ln C is dead, not diverged (``benchmarks.collapse``, docs/collapse.md): the
+engine judges the epoch's training loss it already reads, records a collapse in
+meta.json and result.json, and trains on, or with ``--stop-on-collapse`` raises
+:class:`Collapsed`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import random
-import signal
 import sys
-import threading
 import time
 from contextlib import nullcontext
-from typing import Any, Iterator
+from typing import Any
 
-import numpy as np
 import torch
+from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import DataLoader
 
-import vasso
 
 from . import collapse
-from .config import FAST_TASKS, ConfigError, TrainConfig, cell_id, default_num_workers, run_dir
-from .data import epoch_batches
-from .fast import DeviceCIFAR, TrainStep, use_tensor_lr
+from .config import ConfigError, TrainConfig, cell_id, run_dir
 from .methods import build_optimizer
 from .progress import Progress
 from .rundir import RunDir, WriteFailed
 from .tasks import Task, TaskData, get_task
-from .tasks.base import data_seed
+from .tasks.base import Batch, Sums, data_seed
+from .training.data_path import DevicePath, LoaderPath, data_path
+from .training.schedule import lr_factor
+from .training.signals import StopSignals
+from .training.state import load_optimizer_state, rng_state, seed_everything, set_rng_state
+from .training.step import TrainStep, use_tensor_lr
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+STAMP = {"epoch", "step", "lr", "split", "time_s"}  # the keys of a metrics line beside the metrics
 
 
 class Preempted(Exception):
@@ -99,8 +90,6 @@ class NonFiniteLoss(RuntimeError):
         self.step, self.loss = step, loss
 
 
-# -- building blocks --------------------------------------------------------------
-
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device=cuda but no CUDA device is available; use --device=cpu or auto")
@@ -109,208 +98,56 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def use_fast_path(cfg: TrainConfig, device: torch.device) -> bool:
-    """``--fast``: ``auto`` is on for the tasks that have a fast path, on CUDA only."""
-    if cfg.fast == "auto":
-        return cfg.task in FAST_TASKS and device.type == "cuda"
-    return cfg.fast == "on"
-
-
-def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
-    """``step -> multiplier of cfg.lr`` for the step about to be taken (0-based).
-
-    ``cosine``: linear warm-up, then a per-step cosine to 0. ``constant``: warm-up, then 1.
-    ``cosine-epoch``: the official VaSSO code's schedule, reproduced to the step. Its
-    cosine ``(1 + cos(pi k / epochs)) / 2`` is set once per epoch, *after* the epoch,
-    with the index k of the epoch just finished (``lr_scheduler.step(epoch)`` at the end
-    of its epoch loop), and nothing sets it before the first epoch. So epoch 0 trains at
-    the peak rate (the optimizer's initial one), epoch e >= 1 at k = e - 1: epochs 0 and
-    1 both at the peak, the last epoch above 0. ``--max-steps`` shortens the epochs, not
-    the schedule's count of them.
-    """
-    total = cfg.epochs * steps_per_epoch
-    warmup = round(cfg.warmup_epochs * steps_per_epoch)
-
-    def factor(step: int) -> float:
-        if cfg.schedule == "cosine-epoch":
-            finished = max(step // steps_per_epoch - 1, 0)
-            return 0.5 * (1.0 + math.cos(math.pi * finished / cfg.epochs))
-        if step < warmup:
-            return (step + 1) / warmup
-        if cfg.schedule == "constant":
-            return 1.0
-        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
-
-
-# Param-group keys that choose an implementation, not a hyperparameter: a checkpoint
-# written by one path must not switch the other path's optimizer implementation.
-IMPLEMENTATION_KEYS = ("foreach", "fused", "capturable", "differentiable")
-
-
-def load_optimizer_state(optimizer: torch.optim.Optimizer, base: torch.optim.Optimizer,
-                         state: dict[str, Any]) -> None:
-    """``optimizer.load_state_dict(state)``, keeping the implementation flags of ``base``
-    and the memory layout of its parameters.
-
-    ``load_state_dict`` takes every param-group entry from the checkpoint, ``fused``
-    included, and places Adam's ``step`` by the checkpoint's flags (on the device only
-    when fused or capturable); state tensors keep the strides they were saved with.
-    A run preempted on one path and resumed on the other (``--fast`` is not part of
-    the cell, and only the fast path is channels-last on CUDA) must get its own path's
-    implementation, ``step`` placement and layout: the flags are put into the
-    checkpoint's groups before loading, and the state is re-laid like the parameters
-    (and a ``step`` saved on the device is brought to the host where this path's Adam
-    keeps it).
-    """
-    wrapped = optimizer is not base
-    base_state = state["base"] if wrapped else state
-    saved_groups = base_state["param_groups"]
-    if len(saved_groups) != len(base.param_groups):
-        raise ValueError(f"the checkpoint's optimizer has {len(saved_groups)} param groups, "
-                         f"this one {len(base.param_groups)}: not a checkpoint of this model")
-    groups = [{**saved, **{k: group[k] for k in IMPLEMENTATION_KEYS if k in group}}
-              for saved, group in zip(saved_groups, base.param_groups)]
-    base_state = {**base_state, "param_groups": groups}
-    optimizer.load_state_dict({**state, "base": base_state} if wrapped else base_state)
-    if not wrapped:  # a wrapper's load_state_dict re-lays its base's state itself
-        vasso.lay_out_state_like_params(base)
-    for group in base.param_groups:  # torch.optim.Adam keeps `step` on the host unless
-        if not (group.get("capturable") or group.get("fused")):  # fused or capturable:
-            for p in group["params"]:  # a device `step` would cost a sync per parameter
-                step = base.state.get(p, {}).get("step")
-                if isinstance(step, torch.Tensor) and step.device.type != "cpu":
-                    base.state[p]["step"] = step.cpu()
-
-
-def steps_per_epoch(cfg: TrainConfig, num_train: int) -> int:
-    steps = num_train // cfg.batch_size
-    if steps == 0:
-        raise ConfigError(f"--batch-size={cfg.batch_size} exceeds the {num_train} training samples")
-    return min(steps, cfg.max_steps) if cfg.max_steps else steps
-
-
-def rng_state() -> dict[str, Any]:
-    state = np.random.get_state()
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": {"name": state[0], "keys": torch.from_numpy(state[1].copy()),
-                      "pos": state[2], "has_gauss": state[3], "cached_gaussian": state[4]},
-            "python": random.getstate()}
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy(), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
-class StopSignals:
-    """While active, SIGTERM and SIGUSR2 only set ``requested``; the loop acts on it."""
-
-    SIGNALS = ("SIGTERM", "SIGUSR2")
-
-    def __init__(self) -> None:
-        self.requested: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = signal.Signals(signum).name
-
-    def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():  # signal's own rule
-            for name in self.SIGNALS:
-                if hasattr(signal, name):
-                    num = getattr(signal, name)
-                    self._previous[num] = signal.signal(num, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for num, handler in self._previous.items():
-            signal.signal(num, handler)
-
-
-def ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: workers ignore SIGTERM / SIGUSR2.
-
-    Slurm signals every process of a job step; a worker killed by it would turn a
-    clean preemption into a "DataLoader worker exited unexpectedly" failure. The
-    main process decides when to stop; its workers end with its loader (or, should
-    it die, by their parent watchdog).
-    """
-    for name in StopSignals.SIGNALS:
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
-
-
 @dataclasses.dataclass
 class Position:
     """Where the run is; saved in every checkpoint."""
 
     epoch: int = 0               # epochs completed
     step_in_epoch: int = 0       # steps completed in the current epoch
-    seen_in_epoch: int = 0       # training samples seen in the current epoch
     step: int = 0                # optimizer steps completed in all
     metrics_lines: int = 0       # lines of metrics.jsonl that belong to this state
     elapsed_s: float = 0.0       # training time before this process
-    best_acc: float = -1.0
-    best_epoch: int = 0
-    last_eval: dict[str, float] = dataclasses.field(default_factory=dict)
+    final: dict[str, Any] | None = None  # the last evaluation: {"epoch", "step", "test", "train"}
+    best: dict[str, Any] | None = None   # the evaluation best by the primary metric
     stuck: dict[str, Any] | None = None  # the training loss's streak at the uniform level
 
 
-# -- the trainer --------------------------------------------------------------------
-
 class Trainer:
+    """One cell's training: ``Trainer(...).run() -> result``. ``batches``: the data path,
+    when the caller has built it already (default: :func:`data_path` decides)."""
+
     def __init__(self, cfg: TrainConfig, task: Task, data: TaskData, device: torch.device,
-                 rundir: RunDir, stop: StopSignals) -> None:
+                 rundir: RunDir, stop: StopSignals, batches: LoaderPath | DevicePath | None = None
+                 ) -> None:
         self.cfg, self.task, self.data, self.device = cfg, task, data, device
         self.rundir, self.stop = rundir, stop
-        self.steps_per_epoch = steps_per_epoch(cfg, len(data.train))
-
-        self.fast = use_fast_path(cfg, device)
-        # Channels-last feeds tensor-core convolutions on CUDA; on a CPU it would only
-        # change the kernels' rounding, so the CPU form keeps the DataLoader path's layout.
-        self.channels_last = self.fast and device.type == "cuda"
+        self.batches = batches = batches or data_path(cfg, task, data, device)
+        self.primary = task.metric(task.primary)
+        clash = STAMP & {m.name for m in task.metrics}
+        if clash:  # a metrics.jsonl line holds the stamp and the metrics side by side
+            raise ValueError(f"the {task.name} task's metrics {sorted(clash)} clash with "
+                             f"the metrics lines' own keys {sorted(STAMP)}: rename them")
+        self.steps_per_epoch = batches.steps_per_epoch
+        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
 
         torch.manual_seed(data_seed(cfg, "init"))  # same weights for every optimizer
-        self.model = task.build_model(cfg, data.num_classes).to(device)
-        if self.channels_last:  # DeviceCIFAR's NHWC images give channels-last batches for free
+        self.model = task.build_model(cfg, data).to(device)
+        if batches.channels_last:  # DeviceCIFAR's NHWC images give channels-last batches for free
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer, self.base = build_optimizer(cfg, self.model, fused=self.fast)
-        self.scheduler = LambdaLR(self.base, lr_factor(cfg, self.steps_per_epoch))
-        if self.fast:
+        self.optimizer, self.base = build_optimizer(cfg, self.model, fused=batches.fast)
+        self.scheduler = LambdaLR(self.base, lr_factor(cfg, self.steps_per_epoch, self.total_steps))
+        if batches.fast:
             # After the scheduler is built: its base rates stay Python floats, so each
             # scheduler step is one fill_ of the LR tensor with a host number (no
             # device arithmetic, no sync) and checkpoints hold plain floats.
             use_tensor_lr(self.base)
-        self.criterion = task.criterion(cfg)
-        bf16 = cfg.precision == "bf16"
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-        if self.fast:
-            self.device_train = DeviceCIFAR.from_dataset(
-                data.train, batch_size=cfg.batch_size, seed=data_seed(cfg, "batches"),
-                device=device, channels_last=self.channels_last)
-            self.device_test = DeviceCIFAR.from_dataset(
-                data.test, batch_size=self.eval_batch_size, device=device,
-                channels_last=self.channels_last)
+        dtype = AUTOCAST[cfg.precision]
+        self.autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
         seed_everything(data_seed(cfg, "train"))
         self.pos = Position()
-        # Summed first-pass loss and hits of the epoch, on the device (read once per epoch).
-        self.sums = torch.zeros(2, dtype=torch.float64, device=device)
+        self.sums = Sums()  # the epoch's training sums, on the device (read once per epoch)
         # First non-finite step and its loss, kept on the device (-1: none yet).
         self.bad_step = torch.full((), -1, dtype=torch.int64, device=device)
         self.bad_loss = torch.zeros((), dtype=torch.float32, device=device)
@@ -320,13 +157,13 @@ class Trainer:
             rundir.truncate_metrics(0)
         # Built after _resume, which may replace the LR tensors: a recorded graph reads
         # the tensors that exist when it is recorded (after the warm-up steps).
-        self.step = TrainStep(self.model, self.optimizer, self.criterion,
-                              mode="auto" if self.fast else "eager",
-                              autocast_dtype=torch.bfloat16 if bf16 else None)
+        self.step = TrainStep(self.model, self.optimizer, self._objective,
+                              mode="auto" if batches.fast else "eager", autocast_dtype=dtype,
+                              scaler=self.scaler, clip_grad_norm=cfg.clip_grad_norm)
 
-    @property
-    def eval_batch_size(self) -> int:
-        return max(256, self.cfg.batch_size)
+    def _objective(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, Any]:
+        loss, sums, weight = self.task.loss(model, batch, self.cfg)
+        return loss, (sums, weight)
 
     # -- checkpoint -----------------------------------------------------------------
     def _checkpoint(self) -> None:
@@ -334,9 +171,9 @@ class Trainer:
         self.rundir.save_checkpoint({
             "format": CHECKPOINT_FORMAT, "cell_id": cell_id(self.cfg),
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "position": dataclasses.asdict(self.pos) | {"elapsed_s": self._elapsed()},
-            "train_sums": self.sums.cpu(), "rng": rng_state()})
+            "train_sums": self.sums.state_dict(), "rng": rng_state()})
 
     def _problem(self, ckpt: dict[str, Any]) -> str | None:
         """Why a loaded checkpoint is not one of this cell's, or None."""
@@ -353,15 +190,16 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         load_optimizer_state(self.optimizer, self.base, ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
         # The checkpoint's param groups brought back the LR of whichever path wrote it
         # (a float, or a tensor mapped to the CPU); set this path's kind from the
         # scheduler. Replacing the tensors is safe here: no graph is recorded yet.
         for group, lr in zip(self.base.param_groups, self.scheduler.get_last_lr()):
             group["lr"] = float(lr)
-        if self.fast:
+        if self.batches.fast:
             use_tensor_lr(self.base, self.device)
         self.pos = Position(**ckpt["position"])
-        self.sums = ckpt["train_sums"].to(self.device)
+        self.sums.load_state_dict(ckpt["train_sums"], self.device)
         set_rng_state(ckpt["rng"])
         self.rundir.truncate_metrics(self.pos.metrics_lines)
         print(f"resuming {self.rundir.path} at epoch {self.pos.epoch} step {self.pos.step}",
@@ -371,98 +209,78 @@ class Trainer:
     def _elapsed(self) -> float:
         return self.pos.elapsed_s + time.perf_counter() - self.tic
 
+    def _lr(self) -> float:
+        return float(self.base.param_groups[0]["lr"])  # a device tensor on the fast path
+
     def _check_finite(self) -> None:
         step = int(self.bad_step)
         if step >= 0:
             raise NonFiniteLoss(step, float(self.bad_loss))
 
-    def _train_batches(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches ``start..steps_per_epoch-1`` of ``epoch``, on the device, from either path."""
-        if self.fast:
-            yield from self.device_train.batches(epoch, start, stop=self.steps_per_epoch)
-            return
-        cfg = self.cfg
-        batches = epoch_batches(len(self.data.train), cfg.batch_size, data_seed(cfg, "batches"),
-                                epoch, start, self.steps_per_epoch)
-        if self.data.in_memory:
-            workers = 0
-        else:  # resolved here, where the cell runs: a launch host's CPU count means nothing
-            workers = default_num_workers() if cfg.num_workers is None else cfg.num_workers
-        loader = DataLoader(self.data.train, batch_sampler=batches, num_workers=workers,
-                            pin_memory=self.device.type == "cuda",
-                            worker_init_fn=ignore_stop_signals if workers else None,
-                            generator=torch.Generator().manual_seed(data_seed(cfg, "loader") + epoch))
-        for x, y in loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-
-    def _test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The whole test split, in order, on the device."""
-        if self.fast:
-            yield from self.device_test.batches()
-            return
-        n, size = len(self.data.test), self.eval_batch_size
-        batches = [[(i, 0) for i in range(s, min(s + size, n))] for s in range(0, n, size)]
-        # A generator of its own: a DataLoader otherwise draws its base seed from the global
-        # RNG, which the model's dropout (VGG) also draws from, and the fast path does not.
-        loader = DataLoader(self.data.test, batch_sampler=batches,
-                            generator=torch.Generator().manual_seed(0))
-        for x, y in loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        loss, output = self.step(x, y)
-        # In graph mode ``loss`` and ``output`` are the graph's buffers, overwritten by
+    def _train_step(self, batch: Batch) -> torch.Tensor:
+        loss, (sums, weight) = self.step(batch)
+        # In graph mode ``loss`` and ``sums`` are the graph's buffers, overwritten by
         # the next replay: everything that reads them is enqueued here, before it.
-        self.sums += torch.stack([loss.double() * y.shape[0],
-                                  self.task.count_correct(output, y).double()])
-        self.pos.seen_in_epoch += y.shape[0]
+        self.sums.add(sums, weight)
         newly_bad = (self.bad_step < 0) & ~torch.isfinite(loss)
         self.bad_step = torch.where(newly_bad, self.pos.step, self.bad_step)
         self.bad_loss = torch.where(newly_bad, loss, self.bad_loss)
         return loss
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         self.model.eval()
-        n = len(self.data.test)
-        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
-        for x, y in self._test_batches():
-            with self.autocast:
-                output = self.model(x)
-            sums += torch.stack([self.task.eval_loss(output, y).double(),
-                                 self.task.count_correct(output, y).double()])
+        with torch.no_grad(), self.autocast:
+            metrics = self.task.evaluate(self.model, self.batches.test_batches(), self.cfg)
         self.model.train()
-        loss, correct = sums.tolist()
-        return {"loss": loss / n, "acc": 100.0 * correct / n}
+        for name in metrics:
+            self.task.metric(name)  # a metric the task does not declare is a bug: name it
+        return metrics
 
-    # -- the loop -----------------------------------------------------------------------
+    def _record_evaluation(self, epoch: float, train: dict[str, float] | None) -> dict[str, float]:
+        """Evaluate, append the test line, keep it as the final and maybe the best one."""
+        pos = self.pos
+        test = self.evaluate()
+        self.rundir.append_metrics([{"epoch": epoch, "step": pos.step, "lr": self._lr(),
+                                     "split": "test", **test, "time_s": self._elapsed()}])
+        pos.metrics_lines += 1
+        pos.final = {"epoch": epoch, "step": pos.step, "test": test}
+        if train is not None:
+            pos.final["train"] = train
+        if self.primary.better(test[self.primary.name], pos.best and pos.best["test"][self.primary.name]):
+            pos.best = {"epoch": epoch, "step": pos.step, "test": test}
+        return test
+
     def _preempt(self) -> None:
         self._checkpoint()
         self.rundir.note_stop(self.stop.requested or "signal", self.pos.step)
         raise Preempted(f"{self.stop.requested}: checkpoint written at step {self.pos.step}; "
                         "relaunch the same command to resume")
 
+    # -- the loop -----------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         cfg, pos = self.cfg, self.pos
         self.tic = time.perf_counter()
-        progress = Progress(cfg.progress, cfg.epochs, self.steps_per_epoch)
-        check_every = progress.interval
+        progress = Progress(cfg.progress, self.epochs, self.steps_per_epoch)
         try:
-            while pos.epoch < cfg.epochs:
+            while pos.step < self.total_steps:
                 if self.stop.requested:
                     self._preempt()
                 self.model.train()
                 progress.start_epoch(pos.epoch, pos.step_in_epoch)
-                for x, y in self._train_batches(pos.epoch, pos.step_in_epoch):
-                    loss = self._train_step(x, y)
+                # The last epoch ends part-way when --max-steps says so.
+                stop = min(self.steps_per_epoch, self.total_steps - pos.epoch * self.steps_per_epoch)
+                for batch in self.batches.train_batches(pos.epoch, pos.step_in_epoch, stop):
+                    loss = self._train_step(batch)
                     self.scheduler.step()
                     pos.step_in_epoch += 1
                     pos.step += 1
                     # The LR is a device tensor on the fast path: Progress formats it
                     # (a host read) only on the steps it prints, as it does the loss.
                     progress.step(pos.step_in_epoch, loss, self.base.param_groups[0]["lr"])
-                    if pos.step_in_epoch % check_every == 0:
+                    if pos.step_in_epoch % progress.interval == 0:
                         self._check_finite()
+                    if pos.step_in_epoch < stop:
+                        self._every_steps()
                     if self.stop.requested:
                         self._preempt()
                 self._end_epoch(progress)
@@ -470,34 +288,39 @@ class Trainer:
             progress.close()
         return self._finish()
 
+    def _every_steps(self) -> None:
+        """Mid-epoch evaluation and checkpoint, every so many steps."""
+        cfg, pos = self.cfg, self.pos
+        evaluate = cfg.eval_every_steps and pos.step % cfg.eval_every_steps == 0
+        if evaluate:
+            self._check_finite()
+            self._record_evaluation(pos.epoch + pos.step_in_epoch / self.steps_per_epoch, None)
+        if evaluate or (cfg.checkpoint_every_steps and pos.step % cfg.checkpoint_every_steps == 0):
+            self._checkpoint()
+
     def _end_epoch(self, progress: Progress) -> None:
         cfg, pos = self.cfg, self.pos
         self._check_finite()
-        loss_sum, correct = self.sums.tolist()
-        n = pos.seen_in_epoch
-        lr = float(self.base.param_groups[0]["lr"])  # a device tensor on the fast path
+        train = self.task.summarize(*self.sums.read())
         pos.epoch += 1
-        pos.step_in_epoch = pos.seen_in_epoch = 0
-        self.sums.zero_()
-        stamp = {"epoch": pos.epoch, "step": pos.step, "lr": lr}
-        lines = [{**stamp, "split": "train", "loss": loss_sum / n, "acc": 100.0 * correct / n,
-                  "time_s": self._elapsed()}]
-        summary = f"epoch {pos.epoch}/{cfg.epochs}: train loss {loss_sum / n:.4f} acc {100 * correct / n:.2f}"
-        if pos.epoch % cfg.eval_every == 0 or pos.epoch == cfg.epochs:
-            test = self.evaluate()
-            lines.append({**stamp, "split": "test", **test, "time_s": self._elapsed()})
-            pos.last_eval = {"test_acc": test["acc"], "test_loss": test["loss"],
-                             "train_acc": lines[0]["acc"], "train_loss": lines[0]["loss"],
-                             "epoch": pos.epoch}
-            if test["acc"] > pos.best_acc:
-                pos.best_acc, pos.best_epoch = test["acc"], pos.epoch
-            summary += f", test loss {test['loss']:.4f} acc {test['acc']:.2f}"
-        pos.stuck = collapse.update(pos.stuck, pos.epoch, lines[0]["loss"], self.data.num_classes)
-        self.rundir.append_metrics(lines)
-        pos.metrics_lines += len(lines)
+        pos.step_in_epoch = 0
+        self.sums = Sums()
+        self.rundir.append_metrics([{"epoch": pos.epoch, "step": pos.step, "lr": self._lr(),
+                                     "split": "train", **train, "time_s": self._elapsed()}])
+        pos.metrics_lines += 1
+        summary = f"epoch {pos.epoch}/{self.epochs}: train {self._show(train)}"
+        if (pos.epoch % cfg.eval_every == 0 or pos.step == self.total_steps
+                or (cfg.eval_every_steps and pos.step % cfg.eval_every_steps == 0)):
+            summary += f", test {self._show(self._record_evaluation(pos.epoch, train))}"
+        if "loss" in train:
+            pos.stuck = collapse.update(pos.stuck, pos.epoch, train["loss"], self.data.num_classes)
         self._checkpoint()
         progress.end_epoch(summary + f" ({self._elapsed():.1f}s)")
         self._watch_collapse()
+
+    def _show(self, metrics: dict[str, float]) -> str:
+        return " ".join(f"{name} {value:{self.task.metric(name).format}}"
+                        for name, value in metrics.items())
 
     def _watch_collapse(self) -> None:
         """Say so once when the run has collapsed (meta.json, stderr); stop only if asked."""
@@ -518,8 +341,7 @@ class Trainer:
         return {"passes": passes, "passes_per_step": passes / max(self.pos.step, 1)}
 
     def _finish(self) -> dict[str, Any]:
-        result = {"final": self.pos.last_eval,
-                  "best": {"test_acc": self.pos.best_acc, "epoch": self.pos.best_epoch},
+        result = {"primary": self.primary.name, "final": self.pos.final, "best": self.pos.best,
                   "epochs": self.pos.epoch, "steps": self.pos.step, "time_s": self._elapsed(),
                   **self._passes(),
                   "collapse": collapse.verdict(self.pos.stuck, self.data.num_classes)}
@@ -574,14 +396,14 @@ def _train_locked(cfg: TrainConfig, rundir: RunDir) -> dict[str, Any]:
     # included, is a failure and leaves error.json, as exit code 1 promises.
     try:
         data = task.load_data(cfg)
-        steps_per_epoch(cfg, len(data.train))  # a batch larger than the data is bad input
+        batches = data_path(cfg, task, data, device)  # a batch larger than the data is bad input
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
         rundir.begin(cfg, device, data.record, threads=threads, **data.meta)
         print(f"run directory: {rundir.path}", flush=True)
         with StopSignals() as stop:
-            return Trainer(cfg, task, data, device, rundir, stop).run()
+            return Trainer(cfg, task, data, device, rundir, stop, batches).run()
     except (ConfigError, Preempted):
         raise
     except NonFiniteLoss as err:

@@ -23,7 +23,7 @@ import importlib
 import importlib.util
 import itertools
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Mapping
@@ -46,6 +46,11 @@ class Experiment:
     rows: str = "optimizer"  # the config field that labels table rows
     columns: tuple[str, ...] = ("model",)  # the config fields that label columns
     figure: str | None = None  # "curves" | "noise" | "theta" | None
+    # The test metrics a column shows, by name: ("f1", "acc") reads "F1 / acc". Empty:
+    # the task's primary metric. `column_metrics` overrides it per column label
+    # ({"mrpc": ("f1", "acc"), "stsb": ("pearson", "spearman")}).
+    metrics: tuple[str, ...] = ()
+    column_metrics: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         strangers = [c for c in self.cells if c.experiment != self.name]

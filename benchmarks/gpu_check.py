@@ -77,11 +77,12 @@ from torch.optim.lr_scheduler import LambdaLR
 import vasso
 from benchmarks import engine, perf
 from benchmarks.config import TrainConfig, run_dir
-from benchmarks.fast import step as step_module
+from benchmarks.training import step as step_module
 from benchmarks.fast.data import Augmentation, DeviceCIFAR
-from benchmarks.fast.step import TrainStep, set_lr, use_tensor_lr
 from benchmarks.methods import METHODS as REGISTRY
 from benchmarks.methods import build_optimizer
+from benchmarks.training.state import load_optimizer_state
+from benchmarks.training.step import TrainStep, set_lr, use_tensor_lr
 from benchmarks.models import create_model
 from benchmarks.models.resnet import BasicBlock
 from benchmarks.progress import Progress
@@ -281,17 +282,17 @@ def run_twin(ctx: Context, method: str, precision: str, mode: str,
     model = build_model(ctx)
     opt, base = build_method(method, model)
     scheduler = LambdaLR(base, cosine(STEPS))
-    step = TrainStep(model, opt, F.cross_entropy, mode=mode, warmup_steps=WARMUP,
+    step = TrainStep(model, opt, mode=mode, warmup_steps=WARMUP,
                      autocast_dtype=torch.bfloat16 if precision == "bf16" else None)
     losses = []
     for x, y in batches[:STEPS]:
-        losses.append(step(x, y).loss.clone())  # the graph's buffer: copy before the next replay
+        losses.append(step((x, y)).loss.clone())  # the graph's buffer: copy before the next replay
         scheduler.step()
     state = snapshot(model, opt)
     set_lr(base, 0.0)
     weights = [p.detach().clone() for p in model.parameters()]
     for x, y in batches[STEPS:]:
-        step(x, y)
+        step((x, y))
     return {"losses": torch.stack(losses).float().cpu(), "state": state, "mode": step.mode,
             "replays": step.replays, "reason": step.fallback_reason,
             "frozen": all(torch.equal(w, p) for w, p in zip(weights, model.parameters())),
@@ -342,8 +343,8 @@ def check_adamw(ctx: Context) -> Iterator[Line]:
         opt, base = build_optimizer(cfg, model, fused=True)
         use_tensor_lr(base)
         with quiet_fallback() as caught:
-            step = TrainStep(model, opt, F.cross_entropy, mode=mode, warmup_steps=WARMUP)
-            losses = torch.stack([step(x, y).loss.clone() for x, y in batches]).cpu()
+            step = TrainStep(model, opt, mode=mode, warmup_steps=WARMUP)
+            losses = torch.stack([step((x, y)).loss.clone() for x, y in batches]).cpu()
         steps = {float(s["step"]) for s in base.state.values()}
         devices = {s["step"].device.type for s in base.state.values()}
         runs[mode] = dict(losses=losses, state=snapshot(model, opt), mode=step.mode,
@@ -373,9 +374,9 @@ def check_resume_layout(ctx: Context) -> Iterator[Line]:
         # Written by --fast off: a contiguous model, the default implementation, a float LR.
         model = build_model(ctx, channels_last=False)
         opt, _ = build_optimizer(cfg, model, fused=False)
-        step = TrainStep(model, opt, F.cross_entropy, mode="eager")
+        step = TrainStep(model, opt, mode="eager")
         for x, y in batches[:3]:
-            step(x.contiguous(), y)
+            step((x.contiguous(), y))
         buffer = io.BytesIO()
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, buffer)
         buffer.seek(0)
@@ -384,14 +385,14 @@ def check_resume_layout(ctx: Context) -> Iterator[Line]:
         resumed = build_model(ctx)
         resumed.load_state_dict(ckpt["model"])
         new, base = build_optimizer(cfg, resumed, fused=True)
-        engine.load_optimizer_state(new, base, ckpt["optimizer"])
+        load_optimizer_state(new, base, ckpt["optimizer"])
         use_tensor_lr(base, ctx.device)
         bad = strides_match([base, new])
         v = Verdict(ctx)
         v.need(not bad, f"state not laid out like its parameter: {', '.join(bad[:3])}")
-        fresh = TrainStep(resumed, new, F.cross_entropy, mode="auto", warmup_steps=WARMUP)
+        fresh = TrainStep(resumed, new, mode="auto", warmup_steps=WARMUP)
         with quiet_fallback():
-            losses = torch.stack([fresh(x, y).loss.clone() for x, y in batches]).cpu()
+            losses = torch.stack([fresh((x, y)).loss.clone() for x, y in batches]).cpu()
         v.need(bool(torch.isfinite(losses).all()), f"losses {losses.tolist()}")
         v.need_cuda(fresh.mode == "graph", f"ran eagerly: {fresh.fallback_reason}")
         steps = {s["step"].device.type for s in base.state.values() if "step" in s}
@@ -442,7 +443,7 @@ def check_failed_capture(ctx: Context) -> Iterator[Line]:
             m.momentum = None
     opt, _ = build_method("vasso", model)
     with quiet_fallback():
-        step = TrainStep(model, opt, F.cross_entropy, mode="graph")
+        step = TrainStep(model, opt, mode="graph")
     v = Verdict(ctx)
     v.need(step.mode == "eager" and "momentum=None" in (step.fallback_reason or ""),
            f"not rejected: {step.mode} {step.fallback_reason}")
@@ -467,12 +468,12 @@ def child_blocked_capture(ctx: Context, cause: str) -> dict[str, Any]:
                 m.momentum = None
         step_module.capture_blockers = lambda *args, **kwargs: []
     opt, _ = build_method("vasso", model)
-    step = TrainStep(model, opt, F.cross_entropy, mode="auto", warmup_steps=2)
+    step = TrainStep(model, opt, mode="auto", warmup_steps=2)
     losses = []
     try:
         with quiet_fallback():
             for x, y in make_batches(ctx, 6):
-                losses.append(float(step(x, y).loss))
+                losses.append(float(step((x, y)).loss))
     except RuntimeError as err:
         if "this process cannot continue" not in str(err):
             raise
@@ -514,7 +515,7 @@ def check_sync_debug(ctx: Context) -> Iterator[Line]:
     trainer = engine.Trainer(cfg, task, task.load_data(cfg), ctx.device, RunDir(run_dir(cfg)),
                              engine.StopSignals())
     progress = Progress("none", cfg.epochs, trainer.steps_per_epoch)
-    batches = trainer._train_batches(0, 0)
+    batches = iter(trainer.batches.train_batches(0, 0, trainer.steps_per_epoch))
     x, y = next(batches)  # the epoch's order and draws go to the device here, once: not checked
     # The warm-up steps (cuDNN's algorithm search) and the recording (torch.cuda.graph
     # synchronises) may synchronise; the steps after them must not.
@@ -525,7 +526,7 @@ def check_sync_debug(ctx: Context) -> Iterator[Line]:
         with sync_debug(ctx.cuda and steady):
             if k:
                 x, y = next(batches)
-            loss = trainer._train_step(x, y)
+            loss = trainer._train_step((x, y))
             trainer.scheduler.step()
             trainer.pos.step_in_epoch += 1
             trainer.pos.step += 1
@@ -577,11 +578,11 @@ def check_kernels(ctx: Context) -> Iterator[Line]:
         model = build_model(ctx)
         opt, _ = build_method("vasso", model)
         with quiet_fallback():
-            step = TrainStep(model, opt, F.cross_entropy, mode=mode, warmup_steps=WARMUP)
+            step = TrainStep(model, opt, mode=mode, warmup_steps=WARMUP)
             for x, y in batches[:-1]:
-                step(x, y)
+                step((x, y))
             x, y = batches[-1]
-            counts[mode] = count_device_ops(ctx, lambda: step(x, y))
+            counts[mode] = count_device_ops(ctx, lambda: step((x, y)))
     v = Verdict(ctx)
     v.need(counts["eager"] > 0, "the profiler saw nothing")
     yield v.line("kernels vasso step", f"eager {counts['eager']}, one graph replay "
@@ -641,8 +642,8 @@ def child_engine_run(ctx: Context, runs: pathlib.Path, stop_at: int | None) -> d
     recorded, fallback = [0], []
     real_record = TrainStep._record_and_replay
 
-    def record(self, x, y):
-        out = real_record(self, x, y)
+    def record(self, batch):
+        out = real_record(self, batch)
         recorded[0] += self._graph is not None
         if self.fallback_reason:
             fallback.append(self.fallback_reason)
@@ -661,7 +662,7 @@ def child_engine_run(ctx: Context, runs: pathlib.Path, stop_at: int | None) -> d
     outcome: dict[str, Any] = {}
     try:
         result = engine.train(cfg)
-        outcome = {"finished": True, "test_acc": result["final"].get("test_acc")}
+        outcome = {"finished": True, "test_acc": result["final"]["test"]["acc"]}
     except engine.Preempted:
         outcome = {"finished": False}
     ckpt = RunDir(run_dir(cfg)).load_checkpoint(lambda checkpoint: None)  # the newest readable one

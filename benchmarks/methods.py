@@ -166,6 +166,7 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, fused: bool = False
         return base, base
     optimizer = method.vasso_class(
         base, rho=cfg.rho, model=model, bn_stats=cfg.bn_stats, ascent_every=cfg.ascent_every,
-        ascent_prob=cfg.ascent_prob, skip=cfg.skip, seed=data_seed(cfg, "ascent") % 2**31,
+        ascent_prob=cfg.ascent_prob, skip=cfg.skip, clip_grad_norm=cfg.clip_grad_norm,
+        seed=data_seed(cfg, "ascent") % 2**31,
         **method.settings(cfg))
     return optimizer, base

@@ -45,17 +45,16 @@ import statistics
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks.fast.data import Augmentation, DeviceCIFAR
 from benchmarks.config import TrainConfig
-from benchmarks.fast.step import TrainStep, use_tensor_lr
+from benchmarks.training.step import TrainStep, use_tensor_lr
 from benchmarks.methods import METHODS as METHODS_BY_NAME
 from benchmarks.methods import build_base, build_optimizer
 from vasso._reference import ReferenceStep
@@ -184,19 +183,19 @@ def time_step(model_name: str, method: str, impl: str, precision: str, s: Settin
     x = torch.randn(s.batch_size, 3, 32, 32, generator=g).to(device, memory_format=memory_format)
     y = torch.randint(0, 10, (s.batch_size,), generator=g).to(device)
     autocast = torch.bfloat16 if precision == "bf16" else None
-    step = TrainStep(model, optimizer, F.cross_entropy, autocast_dtype=autocast,
+    step = TrainStep(model, optimizer, autocast_dtype=autocast,
                      mode="auto" if impl == "fast" else "eager", warmup_steps=max(1, s.warmup))
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     # Warm-up; the fast path records its graph on the call after its warm-up steps.
     for _ in range(max(1, s.warmup) + 1 if impl == "fast" else s.warmup):
-        step(x, y)
+        step((x, y))
     sync(device)
     timer = Timer(device)
     for _ in range(s.iters):
         started = timer.start()
-        loss = step(x, y).loss
+        loss = step((x, y)).loss
         timer.stop(started)
     result = summarize(timer.millis())
     if not math.isfinite(float(loss)):
@@ -274,7 +273,7 @@ def time_epoch(s: Settings, device: torch.device, precision: str, model_name: st
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer.base, lambda k: 0.5 * (1 + math.cos(math.pi * min(k / total_steps, 1.0))))
     autocast_dtype = torch.bfloat16 if precision == "bf16" else None
-    step = TrainStep(model, optimizer, F.cross_entropy, autocast_dtype=autocast_dtype)
+    step = TrainStep(model, optimizer, autocast_dtype=autocast_dtype)
     autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype
                 else nullcontext())
     times, accuracy = [], 0.0
@@ -284,7 +283,7 @@ def time_epoch(s: Settings, device: torch.device, precision: str, model_name: st
         model.train()
         loss_sum = torch.zeros((), device=device)
         for x, y in train.batches(epoch):
-            loss_sum += step(x, y).loss
+            loss_sum += step((x, y)).loss
             scheduler.step()
         model.eval()
         correct = torch.zeros((), dtype=torch.int64, device=device)

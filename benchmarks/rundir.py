@@ -162,14 +162,18 @@ def _finite(value: Any) -> bool:
 
 
 def result_problem(result: Any) -> str | None:
-    """What makes parsed result.json content unusable, or None: it needs a finite
-    ``test_acc`` under both ``final`` and ``best``."""
+    """What makes parsed result.json content unusable, or None: it names its primary
+    metric, and ``final`` and ``best`` hold a finite value of it under ``test``."""
     if not isinstance(result, dict):
         return "holds no JSON object"
+    primary = result.get("primary")
+    if not isinstance(primary, str):
+        return 'names no primary metric (["primary"])'
     for section in ("final", "best"):
         part = result.get(section)
-        if not isinstance(part, dict) or not _finite(part.get("test_acc")):
-            return f'has no finite number at ["{section}"]["test_acc"]'
+        test = part.get("test") if isinstance(part, dict) else None
+        if not isinstance(test, dict) or not _finite(test.get(primary)):
+            return f'has no finite number at ["{section}"]["test"]["{primary}"]'
     return None
 
 

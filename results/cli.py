@@ -27,7 +27,8 @@ from typing import Any
 from benchmarks.config import ArgumentParser
 
 from .grid import resolve_runs_dir
-from .runs import METRICS, Problem
+from .grid import ExperimentError
+from .runs import AT, Problem
 
 
 def build_parser() -> ArgumentParser:
@@ -42,9 +43,10 @@ def build_parser() -> ArgumentParser:
         "benchmarks.experiments, as given to `python -m slurm` (env VASSO_EXPERIMENTS_MODULE)",
     )
     parser.add_argument(
-        "--metric", choices=METRICS, default="final",
-        help="test accuracy at the final epoch (default) or at the best epoch, in columns without "
-        "a paper value; a column with one shows both, labelled, the paper's beside the best",
+        "--metric", dest="at", choices=AT, default="final",
+        help="the test metrics at the final evaluation (default) or at the best one (by the "
+        "task's primary metric), in columns without a paper value; a column with one shows "
+        "both, labelled, the paper's beside the best",
     )
     parser.add_argument("--runs-dir", type=Path, default=None,
                         help="where the runs are (default: $VASSO_RUNS, else ./runs); must exist")
@@ -61,10 +63,10 @@ def build_parser() -> ArgumentParser:
 
 
 # A table cell with a number, between the Markdown or LaTeX cell delimiters:
-# "| 92.59 ± 1.10 (3) |", "| **92.59** (2/3) |", "& \\textbf{92.59 $\\pm$ 1.10} (3) \\\\".
-_NUMBER_CELL = re.compile(
-    r"[|&] (?:\*\*|\\textbf\{)?\d+\.\d\d(?: (?:±|\$\\pm\$) \d+\.\d\d)?(?:\*\*|\})? \(\d+(?:/\d+)?\) (?=[|&]|\\\\)"
-)
+# "| 92.59 ± 1.10 (3) |", "| **92.59** (2/3) |", "& \\textbf{92.59 $\\pm$ 1.10} (3) \\\\",
+# "| 88.10 ± 0.40 / — (3) |" (a column of two metrics).
+_MEAN = r"(?:(?:\*\*|\\textbf\{)?-?\d+(?:\.\d+)?(?: (?:±|\$\\pm\$) \d+(?:\.\d+)?)?(?:\*\*|\})?|—|---)"
+_NUMBER_CELL = re.compile(rf"[|&] {_MEAN}(?: / {_MEAN})* \(\d+(?:/\d+)?\) (?=[|&]|\\\\)")
 
 
 def tables_with_numbers(out: Path, name: str) -> list[Path]:
@@ -80,7 +82,7 @@ class EmptyRendering(ValueError):
     """A table with numbers would be replaced by one without any."""
 
 
-def render(experiment: Any, runs_dir: Path | None, out: Path, metric: str,
+def render(experiment: Any, runs_dir: Path | None, out: Path, at: str,
            overwrite_empty: bool = False) -> tuple[list[Path], list[Problem]]:
     """Write the experiment's tables and figures under `out`; the paths written and the problems met.
 
@@ -91,7 +93,7 @@ def render(experiment: Any, runs_dir: Path | None, out: Path, metric: str,
     from . import plots, render as tables
     from .grid import collect
 
-    grid = collect(experiment, runs_dir=runs_dir, metric=metric)
+    grid = collect(experiment, runs_dir=runs_dir, at=at)
     any_done = any(run.state == "done" for run in grid.runs)
     if not any_done and not overwrite_empty:
         kept = tables_with_numbers(out, grid.name)
@@ -145,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m results: error: {exc}", file=sys.stderr)
         return 2
     try:
-        written, problems = render(experiment, runs_dir, args.out, args.metric, args.overwrite_empty)
-    except EmptyRendering as exc:
+        written, problems = render(experiment, runs_dir, args.out, args.at, args.overwrite_empty)
+    except (EmptyRendering, ExperimentError) as exc:
         print(f"python -m results: error: {exc}", file=sys.stderr)
         return 2
     for problem in problems:

@@ -32,9 +32,14 @@ from benchmarks.rundir import SWEEP
 from benchmarks.runstate import read_jobs, scheduler_queue
 
 from .reference import ReferenceTable, ReferenceValue
-from .runs import METRICS, Problem, Run, load_run
+from .runs import AT, Problem, Run, load_run
 
 SEED_FIELD = "seed"
+
+
+class ExperimentError(ValueError):
+    """An experiment that cannot be laid out: a row or column field its cells lack, or
+    a metric its task does not define."""
 
 
 def format_value(value: Any) -> str:
@@ -60,21 +65,30 @@ class Group:
     cfg: Any  # the first seed's config: everything the group shares but the seed
     fields: dict[str, Any]  # its cell fields without the seed, in JSON form
     runs: list[Run] = field(default_factory=list)
+    metrics: tuple[Any, ...] = ()  # the benchmarks.tasks.Metric objects its column shows, headline first
     method: str = ""  # the plain value of Experiment.rows
     row: str = ""  # the row label: `method`, extended when two groups would collide
     column: str = ""
     reference: ReferenceValue | None = None
 
     @property
+    def metric(self) -> Any:
+        """The headline metric: what a figure plots."""
+        return self.metrics[0]
+
+    @property
     def values(self) -> list[float]:
         return self.values_at(None)
 
-    def values_at(self, metric: str | None, collapsed: bool = True) -> list[float]:
-        """The finished seeds' test accuracies: of the grid's metric (None), or of
-        "final" / "best" (a table beside the paper's value shows both);
-        ``collapsed=False`` leaves out the collapsed runs (benchmarks.collapse)."""
+    def values_at(self, at: str | None, collapsed: bool = True, metric: str | None = None
+                  ) -> list[float]:
+        """The finished seeds' values of test `metric` (default: the headline one): at
+        the grid's choice (None), or at "final" / "best" (a table beside the paper's
+        value shows both); ``collapsed=False`` leaves out the collapsed runs
+        (benchmarks.collapse)."""
+        name = metric or self.metric.name
         done = [run for run in self.runs if run.state == "done" and (collapsed or not run.collapsed)]
-        found = [run.accuracy if metric is None else run.accuracies.get(metric) for run in done]
+        found = [run.value(name, at) for run in done]
         return [value for value in found if value is not None]
 
     @property
@@ -110,7 +124,7 @@ class Grid:
 
     name: str
     title: str
-    metric: str
+    at: str  # "final" or "best": the section the table shows
     row_field: str
     column_fields: tuple[str, ...]
     figure: str | None
@@ -175,30 +189,43 @@ def extended_labels(items: list[tuple[Any, str, dict[str, Any]]]) -> list[str]:
 def _check_layout(experiment: Any, cfg: Any) -> None:
     for name in (experiment.rows, *experiment.columns):
         if not hasattr(cfg, name):
-            raise ValueError(
+            raise ExperimentError(
                 f"experiment {experiment.name!r} lays its table out by {name!r}, "
                 f"which is not a field of its cell configs; fix its rows/columns in benchmarks/experiments.py"
             )
 
 
+def column_metrics(experiment: Any, column: str, task: Any) -> tuple[Any, ...]:
+    """The metrics (benchmarks.tasks.Metric) that `column` of `experiment` shows; a
+    ValueError naming the task's metrics when the experiment names one it lacks."""
+    names = (getattr(experiment, "column_metrics", {}).get(column)
+             or getattr(experiment, "metrics", ()) or (task.primary,))
+    try:
+        return tuple(task.metric(name) for name in names)
+    except ValueError as err:  # a ConfigError
+        raise ExperimentError(f"experiment {experiment.name!r}: {err}") from None
+
+
 def collect(
     experiment: Any,
     runs_dir: str | os.PathLike | None = None,
-    metric: str = "final",
+    at: str = "final",
     references: ReferenceTable | None = None,
     slurm_jobs: Mapping[str, str] | None = None,
 ) -> Grid:
     """Read every cell of `experiment` from `<runs_dir>/<experiment>/<cell-id>/` into a Grid.
 
-    `metric`: "final" (the last epoch's test accuracy) or "best" (the highest
-    over epochs, what the official code reports). `references`: the paper's
+    `at`: "final" (the last evaluation) or "best" (the best evaluation by the task's
+    primary metric, what the official code reports). Each column shows the
+    metrics the experiment names for it (:func:`column_metrics`). `references`: the paper's
     values (default: results/reference/paper.csv). `slurm_jobs`: {job id:
     state} of the scheduler's queue (default: ask `squeue` once, when there is one).
     """
     from benchmarks.config import cell_fields, cell_id, run_dir  # the engine's naming of run directories
+    from benchmarks.tasks import get_task
 
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if at not in AT:
+        raise ValueError(f"at must be one of {AT}, got {at!r}")
     root = resolve_runs_dir(runs_dir)
     references = references if references is not None else ReferenceTable.load()
     if slurm_jobs is None:  # ask squeue once for the whole table (None: no scheduler answers)
@@ -221,12 +248,13 @@ def collect(
         key = json.dumps(shared, sort_keys=True)
         if key not in groups:
             groups[key] = Group(cfg=cfg, fields=shared)
-        groups[key].runs.append(load_run(cfg, path, fields, metric, slurm_jobs, submitted.get(cell_id(cfg))))
+        groups[key].runs.append(load_run(cfg, path, fields, at, slurm_jobs, submitted.get(cell_id(cfg))))
 
     ordered = list(groups.values())
     for group in ordered:
         group.method = field_label(experiment.rows, getattr(group.cfg, experiment.rows))
         group.column = ", ".join(field_label(c, getattr(group.cfg, c)) for c in experiment.columns)
+        group.metrics = column_metrics(experiment, group.column, get_task(group.cfg.task))
         group.reference = references.lookup(experiment.name, group.cfg)
     rows = extended_labels([(g.column, g.method, g.fields) for g in ordered])
     for group, row in zip(ordered, rows):
@@ -239,7 +267,7 @@ def collect(
     return Grid(
         name=experiment.name,
         title=experiment.title,
-        metric=metric,
+        at=at,
         row_field=experiment.rows,
         column_fields=tuple(experiment.columns),
         figure=getattr(experiment, "figure", None),

@@ -1,4 +1,4 @@
-"""Figures: test accuracy against epoch, noise rate or theta.
+"""Figures: a test metric (accuracy for CIFAR and digits) against epoch, noise rate or theta.
 
 Every figure draws each method in the colour `PALETTE` gives it, so VaSSO is
 the same red in all of them; a method the palette does not know gets a
@@ -7,7 +7,7 @@ differ in line style (`METHOD_STYLES`: SAM and GSAM often coincide, and a
 greyscale print loses the colours); variants of one method (two rho, say)
 share its colour and step through the styles from its own. Each series is
 one Line2D: the mean over finished seeds, with a light ±1 std band (a filled
-polygon, not a line, clipped to [0, 100] %) where there are at least two
+polygon, not a line, clipped to the metric's bounds) where there are at least two
 seeds; the legend says what the band is.
 """
 
@@ -57,13 +57,16 @@ def _panels(count: int) -> tuple[Figure, list[Axes]]:
     return fig, flat[:count]
 
 
-def _draw(ax: Axes, x, mean, std, label: str, colour: str, style) -> None:
+def _draw(ax: Axes, x, mean, std, label: str, colour: str, style,
+          bounds: tuple[float, float] | None = None) -> None:
     ax.plot(x, mean, linestyle=style, color=colour, label=label, marker="o" if len(x) <= 12 else None,
             markersize=3, linewidth=1.5, zorder=3)
     if std is not None:
-        # An accuracy lies in [0, 100]: a band beyond would show values no seed can reach.
-        low = [max(m - s, 0.0) for m, s in zip(mean, std)]
-        high = [min(m + s, 100.0) for m, s in zip(mean, std)]
+        # A metric with bounds (an accuracy lies in [0, 100]): a band beyond them would
+        # show values no seed can reach.
+        floor, ceiling = bounds or (-float("inf"), float("inf"))
+        low = [max(m - s, floor) for m, s in zip(mean, std)]
+        high = [min(m + s, ceiling) for m, s in zip(mean, std)]
         # Light: where the bands of several methods overlap (early epochs) they stay readable.
         ax.fill_between(x, low, high, color=colour, alpha=0.1, linewidth=0, zorder=1)
 
@@ -76,10 +79,15 @@ def _legend_entries(ax: Axes) -> tuple[list, list[str]]:
     return handles, labels
 
 
-def _finish(fig: Figure, axes: list[Axes], xlabel: str, title: str) -> Figure:
+def _ylabel(grid: Grid) -> str:
+    titles = dict.fromkeys(g.metric.title or g.metric.name for g in grid.groups)
+    return "test " + (" / ".join(titles) or "metric")
+
+
+def _finish(fig: Figure, axes: list[Axes], xlabel: str, ylabel: str, title: str) -> Figure:
     for ax in axes:
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize="medium")
     entries = [_legend_entries(ax) for ax in axes if ax.lines]
@@ -120,13 +128,14 @@ def readable(name: str, value) -> str:
     return f"{words} {format_value(value)}"
 
 
-def mean_curve(group: Group, problems: list[Problem]) -> tuple[list[int], list[float], list[float] | None]:
-    """Epochs every finished seed evaluated, the mean test accuracy there, and the std (None below 2 seeds)."""
+def mean_curve(group: Group, problems: list[Problem]) -> tuple[list[float], list[float], list[float] | None]:
+    """Epochs every finished seed evaluated, the mean of the group's headline test
+    metric there, and the std (None below 2 seeds)."""
     curves = []
     for run in group.runs:
         if run.state != "done":
             continue
-        curve, found = load_test_curve(run.path)
+        curve, found = load_test_curve(run.path, group.metric.name)
         problems.extend(found)
         if curve:
             curves.append(curve)
@@ -143,7 +152,8 @@ def mean_curve(group: Group, problems: list[Problem]) -> tuple[list[int], list[f
 
 
 def plot_curves(grid: Grid, problems: list[Problem] | None = None) -> Figure:
-    """Test accuracy against epoch from metrics.jsonl, one panel per column, one line per row."""
+    """The headline test metric against epoch from metrics.jsonl, one panel per column,
+    one line per row."""
     problems = [] if problems is None else problems
     fig, axes = _panels(max(len(grid.columns), 1))
     by_method: dict[str, list[str]] = defaultdict(list)
@@ -160,10 +170,11 @@ def plot_curves(grid: Grid, problems: list[Problem] | None = None) -> Figure:
             if epochs:
                 collapsed = sum(run.collapsed for run in group.runs if run.state == "done")
                 label = f"{group.row} (n={group.n}" + (f", {collapsed} collapsed" if collapsed else "") + ")"
-                _draw(ax, epochs, mean, std, label, method_colour(group.method), styles[group.row])
+                _draw(ax, epochs, mean, std, label, method_colour(group.method), styles[group.row],
+                      group.metric.bounds)
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return _finish(fig, axes, "epoch", grid.title)
+    return _finish(fig, axes, "epoch", _ylabel(grid), grid.title)
 
 
 def sweep_field(grid: Grid) -> str:
@@ -180,7 +191,7 @@ def sweep_field(grid: Grid) -> str:
 
 
 def plot_sweep(grid: Grid, x_field: str | None = None) -> Figure:
-    """Test accuracy (mean, ±1 std band) against `x_field`, one line per method.
+    """The headline test metric (mean, ±1 std band) against `x_field`, one line per method.
 
     Panels: the other column fields. A method measured at a single x (SAM in a
     theta sweep) is drawn as a dashed horizontal line across the panel.
@@ -223,8 +234,10 @@ def plot_sweep(grid: Grid, x_field: str | None = None) -> Figure:
                 ax.axhline(means[0], color=colour, linestyle="--", label=label)
                 continue
             band = list(stds) if all(s is not None for s in stds) else None
-            _draw(ax, list(xs), list(means), band, label, colour, styles[label])
-    return _finish(fig, axes, x_field.replace("_", " ") + (" (%)" if percent else ""), grid.title)
+            _draw(ax, list(xs), list(means), band, label, colour, styles[label],
+                  members[0].metric.bounds)
+    return _finish(fig, axes, x_field.replace("_", " ") + (" (%)" if percent else ""),
+                   _ylabel(grid), grid.title)
 
 
 def save(fig: Figure, stem: Path) -> list[Path]:

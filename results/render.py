@@ -1,15 +1,19 @@
 """A Grid as the paper's table, in Markdown and in LaTeX (booktabs).
 
 Layout: methods as rows, the experiment's columns as columns. A cell reads
-"mean ± std (n)": test accuracy in percent, mean and sample standard
-deviation (ddof=1) over the finished seeds, n the number of those seeds
-("(2/3)" while some are not finished, no std for a single seed). The best
-mean of each column (compared as printed, to two decimals) is bold whenever
-at least two methods have a number there. A column whose cells have a paper
-value compares like with like: it is split into "(final)", the accuracy at the
-last epoch, and "(best)", the highest over epochs (the official code's "Max Test
-Acc1", the statistic its numbers are), with the paper's value, "≈paper", right
-after "(best)"; the other columns show the chosen metric. A cell without a finished
+"mean ± std (n)": the column's test metric (the task's primary one unless the
+experiment names others; accuracy in percent for CIFAR and digits), mean and
+sample standard deviation (ddof=1) over the finished seeds, each printed in its
+metric's format, n the number of those seeds ("(2/3)" while some are not
+finished, no std for a single seed). A column may show several metrics, "F1 /
+acc": "mean ± std / mean ± std (n)". The best mean of each column and metric
+(compared as printed; the highest, or the lowest for a metric where lower is
+better) is bold whenever at least two methods have a number there. A column
+whose cells have a paper value compares like with like: it is split into
+"(final)", the last evaluation, and "(best)", the best evaluation by the primary
+metric (the official code's "Max Test Acc1", the statistic its numbers are),
+with the paper's value, "≈paper", right after "(best)"; the other columns show
+the chosen statistic. A cell without a finished
 seed says why: "—" never launched, "running 1/3", "pending", "failed", "stopped",
 "invalid"; every run that is not in the numbers is listed under the table
 with its directory, and every file that had to be skipped with its path.
@@ -17,7 +21,7 @@ with its directory, and every file that had to be skipped with its path.
 A collapsed run (benchmarks.collapse: it finished, at chance) is never averaged in
 silently: its cell reads "all: mean ± std (n); k of n runs collapsed; excl.
 collapsed: mean ± std (n - k)", and it is listed under the table. A diverged run
-(failed on a non-finite loss) has no final accuracy: its cell adds "k of n runs
+(failed on a non-finite loss) has no final numbers: its cell adds "k of n runs
 diverged (no final accuracy)".
 """
 
@@ -34,22 +38,28 @@ NOT_DONE = ("running", "pending", "failed", "stopped", "invalid")  # the order a
 
 
 _WHEN = {
-    "final": "at the final epoch",
-    "best": "at the best epoch (highest test accuracy over epochs, as the official code reports)",
+    "final": "at the final evaluation",
+    "best": "at the best evaluation (by the task's primary metric, as the official code reports)",
 }
+
+
+def _measured(grid: Grid) -> str:
+    """What the numbers are: "Test accuracy (%)", "Test F1 / accuracy (%)"."""
+    shown = dict.fromkeys(" / ".join(m.title or m.name for m in g.metrics) for g in grid.groups)
+    return "Test " + ("; ".join(shown) or "metric")
 
 
 def caption(grid: Grid) -> str:
     stats = "mean ± sample standard deviation over seeds, number of seeds in brackets; best mean per column in bold."
     if not referenced_columns(grid):
-        return f"Test accuracy (%) {_WHEN[grid.metric]}: {stats}{_collapse_note(grid)}"
+        return f"{_measured(grid)} {_WHEN[grid.at]}: {stats}{_collapse_note(grid)}"
     text = (
-        f"Test accuracy (%): {stats} Beside the paper's value both statistics: (final) at the final "
-        "epoch; (best) at the best epoch, the highest test accuracy over epochs, which the official "
+        f"{_measured(grid)}: {stats} Beside the paper's value both statistics: (final) at the final "
+        "evaluation; (best) at the best evaluation by the primary metric, which the official "
         "code reports (\"Max Test Acc1\") and the one to compare with the paper's."
     )
     if set(grid.columns) - referenced_columns(grid):
-        text += f" Columns without a paper value: {_WHEN[grid.metric]}."
+        text += f" Columns without a paper value: {_WHEN[grid.at]}."
     return f"{text}{_collapse_note(grid)} {REFERENCE_NOTE}."
 
 
@@ -58,7 +68,7 @@ def _collapse_note(grid: Grid) -> str:
         return ""
     return (" A collapsed run (training loss stuck at the uniform-prediction level, "
             "docs/collapse.md) is counted in \"all\" and left out of \"excl. collapsed\"; "
-            "a diverged run (non-finite loss) has no final accuracy and is in neither.")
+            "a diverged run (non-finite loss) has no final numbers and is in neither.")
 
 
 def referenced_columns(grid: Grid) -> set[str]:
@@ -66,22 +76,20 @@ def referenced_columns(grid: Grid) -> set[str]:
     return {g.column for g in grid.groups if g.reference}
 
 
-def _summary(group: Group, metric: str | None) -> tuple[int, float | None, float | None]:
-    """(n, mean, sample std) of the group's finished seeds at `metric` (None: the grid's)."""
-    values = group.values_at(metric)
-    mean = statistics.fmean(values) if values else None
-    std = statistics.stdev(values) if len(values) >= 2 else None
-    return len(values), mean, std
+def _printed(value: float, metric) -> float:
+    return float(format(value, metric.format))
 
 
-def best_means(grid: Grid, metric: str | None = None) -> dict[str, float]:
-    """Per column, the highest mean as printed, where at least two methods have one."""
+def best_means(grid: Grid, at: str | None = None) -> dict[tuple[str, str], float]:
+    """Per (column, metric), the best mean as printed, where at least two methods have one."""
     best = {}
     for column in grid.columns:
-        means = [round(m, 2) for g in grid.groups if g.column == column
-                 for m in [_summary(g, metric)[1]] if m is not None]
-        if len(means) >= 2:
-            best[column] = max(means)
+        groups = [g for g in grid.groups if g.column == column]
+        for metric in dict.fromkeys(m for g in groups for m in g.metrics):
+            means = [_printed(statistics.fmean(values), metric) for g in groups
+                     for values in [g.values_at(at, metric=metric.name)] if values]
+            if len(means) >= 2:
+                best[(column, metric.name)] = max(means) if metric.higher_is_better else min(means)
     return best
 
 
@@ -116,25 +124,36 @@ def latex_escape(text: str) -> str:
 _LATEX = _Style(pm=r"$\pm$", dash="---", approx=r"$\approx$", bold=lambda s: rf"\textbf{{{s}}}", escape=latex_escape)
 
 
-def _statistics(values: list[float], total: int, style: _Style, best: float | None = None) -> str:
-    """"mean ± std (n)", "(n/total)" when some runs are not among `values`."""
-    if not values:
+def _statistics(group: Group, at: str | None, style: _Style, total: int,
+                best: dict[tuple[str, str], float] | None = None, collapsed: bool = True) -> str:
+    """"mean ± std / ... (n)" over the group's metrics, "(n/total)" when some runs are
+    not among the numbers."""
+    parts = []
+    for metric in group.metrics:
+        values = group.values_at(at, collapsed, metric.name)
+        if not values:
+            parts.append(style.dash)
+            continue
+        mean = statistics.fmean(values)
+        numbers = format(mean, metric.format)
+        if len(values) >= 2:
+            numbers += f" {style.pm} {format(statistics.stdev(values), metric.format)}"
+        if best is not None and best.get((group.column, metric.name)) == _printed(mean, metric):
+            numbers = style.bold(numbers)
+        parts.append(numbers)
+    n = len(group.values_at(at, collapsed))
+    if n == 0:
         return style.dash
-    mean = statistics.fmean(values)
-    numbers = f"{mean:.2f}"
-    if len(values) >= 2:
-        numbers += f" {style.pm} {statistics.stdev(values):.2f}"
-    if best is not None and round(mean, 2) == best:
-        numbers = style.bold(numbers)
-    seeds = f"({len(values)})" if len(values) == total else f"({len(values)}/{total})"
-    return f"{numbers} {seeds}"
+    seeds = f"({n})" if n == total else f"({n}/{total})"
+    return f"{' / '.join(parts)} {seeds}"
 
 
-def _cell(group: Group | None, best: float | None, style: _Style, metric: str | None = None) -> str:
+def _cell(group: Group | None, best: dict[tuple[str, str], float], style: _Style,
+          at: str | None = None) -> str:
     if group is None:  # no cell of the experiment has this (row, column)
         return ""
     total = len(group.runs)
-    values = group.values_at(metric)
+    values = group.values_at(at)
     if not values:
         parts = []
         for state in NOT_DONE:
@@ -143,22 +162,22 @@ def _cell(group: Group | None, best: float | None, style: _Style, metric: str | 
                 parts.append(state if count == total else f"{state} {count}/{total}")
         text = ", ".join(parts) or style.dash
     else:
-        text = _statistics(values, total, style, best)
+        text = _statistics(group, at, style, total, best)
     # Collapsed and diverged runs are never averaged in silently (docs/collapse.md).
-    without = group.values_at(metric, collapsed=False)
+    without = group.values_at(at, collapsed=False)
     if len(without) < len(values):  # collapsed runs are among the numbers
         text = (f"all: {text}; {group.collapsed} of {total} runs collapsed; "
-                f"excl. collapsed: {_statistics(without, total - group.collapsed, style)}")
-    elif group.collapsed:  # stopped by --stop-on-collapse: failed, no final accuracy
-        text += f"; {group.collapsed} of {total} runs collapsed (stopped, no final accuracy)"
+                f"excl. collapsed: {_statistics(group, at, style, total - group.collapsed, collapsed=False)}")
+    elif group.collapsed:  # stopped by --stop-on-collapse: failed, no final numbers
+        text += f"; {group.collapsed} of {total} runs collapsed (stopped, no final numbers)"
     if group.diverged:
-        text += f"; {group.diverged} of {total} runs diverged (no final accuracy)"
+        text += f"; {group.diverged} of {total} runs diverged (no final numbers)"
     return text
 
 
 def _layout(grid: Grid, style: _Style) -> tuple[list[str], list[list[str]]]:
     """Header and body rows, cells already in `style`."""
-    best = {metric: best_means(grid, metric) for metric in (None, "final", "best")}
+    best = {at: best_means(grid, at) for at in (None, "final", "best")}
     with_reference = referenced_columns(grid)
     header = [style.escape(grid.row_field)]
     for column in grid.columns:
@@ -173,10 +192,10 @@ def _layout(grid: Grid, style: _Style) -> tuple[list[str], list[list[str]]]:
         for column in grid.columns:
             group = grid.cell(row, column)
             if column not in with_reference:
-                line.append(_cell(group, best[None].get(column), style))
+                line.append(_cell(group, best[None], style))
                 continue
-            for metric in ("final", "best"):
-                line.append(_cell(group, best[metric].get(column), style, metric))
+            for at in ("final", "best"):
+                line.append(_cell(group, best[at], style, at))
             ref = group.reference if group is not None else None
             line.append(f"{style.approx}{ref.text}" if ref else "")
         body.append(line)
@@ -209,7 +228,9 @@ def collapsed_runs(grid: Grid) -> list[str]:
                 continue
             found = run.collapse or {}
             since = f" since epoch {found['since_epoch']}" if "since_epoch" in found else ""
-            counted = f"{run.accuracy:.2f}, in \"all\" only" if run.accuracy is not None else "stopped"
+            value = run.value(group.metric.name)
+            counted = (f"{format(value, group.metric.format)}, in \"all\" only" if value is not None
+                       else "stopped")
             lines.append(f"{where} · seed {getattr(run.cfg, 'seed', '?')}: collapsed{since} "
                          f"({counted}) — {run.path}")
     return lines

@@ -23,7 +23,7 @@ from typing import Any
 from benchmarks.rundir import ERROR, METRICS as METRICS_FILE, try_read_json
 from benchmarks.runstate import DONE, FAILED, INVALID, Holders, classify
 
-METRICS = ("final", "best")
+AT = ("final", "best")  # result.json's sections: the last evaluation, the best by the primary metric
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,17 @@ class Run:
     cfg: Any  # the TrainConfig this directory should hold
     path: Path
     state: str
-    accuracy: float | None = None  # test accuracy (%) of the chosen metric, when done
-    accuracies: dict[str, float | None] = field(default_factory=dict)  # of every metric, when done
+    result: dict[str, Any] | None = None  # result.json, when done
+    at: str = "final"  # the section a table shows unless told otherwise
     error: str | None = None  # one line from error.json, when failed
     error_type: str | None = None  # the exception's name from error.json, when failed
     collapse: dict[str, Any] | None = None  # result.json's record of a collapsed run, when done
     problems: list[Problem] = field(default_factory=list)
+
+    def value(self, metric: str, at: str | None = None) -> float | None:
+        """The test metric ``metric`` at ``at`` ("final" or "best"; default: ``self.at``),
+        or None when the run is not done or its result.json lacks a finite number there."""
+        return read_metric(self.result, metric, at or self.at)
 
     @property
     def collapsed(self) -> bool:
@@ -63,13 +68,15 @@ class Run:
         return self.state == "failed" and self.error_type == "NonFiniteLoss"
 
 
-def read_accuracy(result: Any, metric: str) -> float | None:
-    """result.json's test accuracy for `metric` ("final" or "best"), or None when absent or not a number."""
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    section = result.get(metric) if isinstance(result, dict) else None
-    value = section.get("test_acc") if isinstance(section, dict) else None
-    # bool is an int subclass; a JSON `true` is not an accuracy.
+def read_metric(result: Any, metric: str, at: str) -> float | None:
+    """result.json's test ``metric`` at ``at`` ("final" or "best"), or None when absent
+    or not a finite number."""
+    if at not in AT:
+        raise ValueError(f"at must be one of {AT}, got {at!r}")
+    section = result.get(at) if isinstance(result, dict) else None
+    test = section.get("test") if isinstance(section, dict) else None
+    value = test.get(metric) if isinstance(test, dict) else None
+    # bool is an int subclass; a JSON `true` is not a measurement.
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
@@ -79,7 +86,7 @@ def load_run(
     cfg: Any,
     path: Path,
     expected_fields: dict[str, Any],
-    metric: str = "final",
+    at: str = "final",
     slurm_jobs: Mapping[str, str] | None = None,
     submitted: str | None = None,
 ) -> Run:
@@ -97,8 +104,7 @@ def load_run(
         return Run(cfg, path, INVALID, problems=[Problem(damaged, f"{state.reason}; skipped")])
     if state.state == DONE:
         collapse = state.result.get("collapse")
-        return Run(cfg, path, DONE, accuracy=read_accuracy(state.result, metric),
-                   accuracies={m: read_accuracy(state.result, m) for m in METRICS},
+        return Run(cfg, path, DONE, result=state.result, at=at,
                    collapse=collapse if isinstance(collapse, dict) else None)
     if state.state == FAILED:
         error, _ = try_read_json(path / ERROR)  # its type tells a diverged or collapsed run
@@ -108,11 +114,12 @@ def load_run(
     return Run(cfg, path, state.state)
 
 
-def load_test_curve(path: Path) -> tuple[dict[int, float], list[Problem]]:
-    """Test accuracy by epoch from `path`/metrics.jsonl, and what had to be skipped.
+def load_test_curve(path: Path, metric: str = "acc") -> tuple[dict[float, float], list[Problem]]:
+    """The test `metric` by epoch (a fraction for an evaluation inside an epoch) from
+    `path`/metrics.jsonl, and what had to be skipped.
 
     A line that is not JSON (typically the last one, cut by a crash mid-write),
-    or lacks a numeric epoch or accuracy, is reported and skipped. When an epoch
+    or lacks a numeric epoch or value, is reported and skipped. When an epoch
     was evaluated twice (a resumed run re-evaluating), the later line wins.
     """
     metrics = path / METRICS_FILE
@@ -123,7 +130,7 @@ def load_test_curve(path: Path) -> tuple[dict[int, float], list[Problem]]:
     except (OSError, UnicodeDecodeError) as exc:
         return {}, [Problem(metrics, f"unreadable ({exc}); no curve for this run")]
     lines = text.split("\n")
-    curve: dict[int, float] = {}
+    curve: dict[float, float] = {}
     problems: list[Problem] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -137,13 +144,13 @@ def load_test_curve(path: Path) -> tuple[dict[int, float], list[Problem]]:
             continue
         if not isinstance(row, dict) or row.get("split") != "test":
             continue
-        epoch, acc = row.get("epoch"), row.get("acc")
+        epoch, value = row.get("epoch"), row.get(metric)
         numeric = all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            for v in (epoch, acc)
+            for v in (epoch, value)
         )
         if not numeric:
-            problems.append(Problem(metrics, f"line {number} lacks a numeric epoch or acc; skipped"))
+            problems.append(Problem(metrics, f"line {number} lacks a numeric epoch or {metric}; skipped"))
             continue
-        curve[int(epoch)] = float(acc)
+        curve[epoch] = float(value)
     return dict(sorted(curve.items())), problems

@@ -57,14 +57,20 @@ def trace(argv: list[str], steps: int) -> Iterator[dict[str, float]]:
 
         for relu in (m for m in model.modules() if isinstance(m, torch.nn.ReLU)):
             relu.register_forward_hook(lambda m, i, out: alive.append(float((out > 0).float().mean())))
-        criterion = trainer.step.loss_fn
+        objective = trainer.step.objective
 
-        def traced_loss(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            loss = criterion(output, y)
-            passes.append((float(loss.detach()), float(output.detach().abs().max())))
-            return loss
+        def traced_objective(forward, batch):
+            outputs = []
 
-        trainer.step.loss_fn = traced_loss
+            def traced_forward(x: torch.Tensor) -> torch.Tensor:
+                outputs.append(forward(x))
+                return outputs[-1]
+
+            loss, extras = objective(traced_forward, batch)
+            passes.append((float(loss.detach()), float(outputs[-1].detach().abs().max())))
+            return loss, extras
+
+        trainer.step.objective = traced_objective
         if opt is not base:  # sharpness-aware: the gradient at w, then at w + e
             first, second = opt.first_step, opt.second_step
 
@@ -83,11 +89,11 @@ def trace(argv: list[str], steps: int) -> Iterator[dict[str, float]]:
 
         step, epoch = 0, 0
         while step < steps:
-            for x, y in trainer._train_batches(epoch, 0):
+            for batch in trainer.batches.train_batches(epoch, 0, trainer.steps_per_epoch):
                 row.clear(), passes.clear(), alive.clear()
                 row["lr"] = base.param_groups[0]["lr"]
                 before = [p.detach().clone() for p in params]
-                trainer._train_step(x, y)
+                trainer._train_step(batch)
                 trainer.scheduler.step()
                 num_relus = len(alive) // len(passes)
                 row.update(step=step, loss=passes[0][0], **{"max|z|": passes[0][1]})

@@ -255,6 +255,7 @@ def cmd_retry(args) -> int:
 
 
 def cmd_collect(args) -> int:
+    from benchmarks.tasks import get_task  # imports torch: only here
     experiment, cells = _select(args)
     statuses = sweep.cell_states(cells, experiment.name, queue=None)
     fields = sweep.varying_fields(list(experiment.cells))
@@ -262,16 +263,19 @@ def cmd_collect(args) -> int:
     for s in statuses:
         if s.state != DONE:
             continue
-        result = s.detail.result  # validated by the classifier: finite final and best test_acc
+        # Validated by the classifier: a finite primary test metric in final and best.
+        result = s.detail.result
+        primary = result["primary"]
+        spec = get_task(s.cfg.task).metric(primary).format
         final, best = result["final"], result["best"]
         rows.append([
-            s.cell, *(getattr(s.cfg, f) for f in fields),
-            f"{final['test_acc']:.2f}", _number(final.get("test_loss"), ".4f"),
-            f"{best['test_acc']:.2f}", str(best.get("epoch", "")), _number(result.get("time_s"), ".0f"),
+            s.cell, *(getattr(s.cfg, f) for f in fields), primary,
+            format(final["test"][primary], spec), format(best["test"][primary], spec),
+            str(best.get("epoch", "")), _number(result.get("time_s"), ".0f"),
         ])
-    headers = ["cell", *fields, "test_acc", "test_loss", "best_acc", "best_epoch", "time_s"]
-    print(f"{experiment.name}: {len(rows)} of {len(statuses)} cells done (final test metrics; "
-          f"`python -m results {experiment.name}` renders the table)")
+    headers = ["cell", *fields, "metric", "final", "best", "best_epoch", "time_s"]
+    print(f"{experiment.name}: {len(rows)} of {len(statuses)} cells done (the task's primary test metric "
+          f"at the final and the best evaluation; `python -m results {experiment.name}` renders the table)")
     if rows:
         print(_table(headers, rows))
     _report_invalid(experiment, statuses)

@@ -16,6 +16,16 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
+def fake_result(final: float, best: float | None = None, epochs: int = 3, **extra) -> dict:
+    """result.json's content for a finished classification run (accuracy, percent)."""
+    best = final if best is None else best
+    return {"primary": "acc",
+            "final": {"epoch": epochs, "step": 10 * epochs, "test": {"acc": final, "loss": 0.2},
+                      "train": {"acc": 99.0, "loss": 0.01}},
+            "best": {"epoch": epochs, "step": 10 * epochs, "test": {"acc": best, "loss": 0.2}},
+            "epochs": epochs, "steps": 10 * epochs, "time_s": 3.0, "collapse": None, **extra}
+
+
 def _images(rng: np.random.Generator, n: int) -> np.ndarray:
     # Row-major 3072 bytes per image: 1024 red, 1024 green, 1024 blue (the CIFAR layout).
     return rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)

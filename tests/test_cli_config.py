@@ -17,7 +17,7 @@ from bench_fixtures import snapshot
 @pytest.mark.parametrize("cfg", [
     TrainConfig("digits"),
     TrainConfig("cifar", dataset="cifar100", model="wrn28_10", optimizer="vasso", rho=0.1 + 0.2,
-                theta=0.4, nesterov=True, max_steps=7, gsam_rho_min=0.025, label_noise=0.2,
+                theta=0.4, nesterov=True, steps_per_epoch=7, gsam_rho_min=0.025, label_noise=0.2,
                 download=True, precision="bf16", experiment="table1"),
     TrainConfig("cifar", optimizer="gsam", base="adamw", lr=3e-4, schedule="constant",
                 warmup_epochs=2.5, data_dir="/data x", runs_dir="/r", adam_beta1=0.8,
@@ -95,6 +95,7 @@ def test_help_lists_every_field_with_choices():
     ({"task": "digits", "lr": float("nan")}, "--lr"),
     ({"task": "digits", "epochs": 0}, "--epochs"),
     ({"task": "digits", "max_steps": 0}, "--max-steps"),
+    ({"task": "digits", "steps_per_epoch": 0}, "--steps-per-epoch"),
     ({"task": "digits", "cutout_prob": 0.5}, "no augmentation"),
     ({"task": "cifar", "cutout_prob": 1.5}, "[0, 1]"),
     ({"task": "cifar", "norm_stats": "imagenet"}, "official, dataset"),
@@ -152,7 +153,7 @@ def test_cli_missing_cifar_data_says_where_files_go(tmp_path, capsys):
 def test_cli_refuses_a_run_dir_holding_another_config(tmp_path, capsys):
     import json
 
-    cfg = TrainConfig("digits", runs_dir=str(tmp_path), epochs=1, max_steps=1, progress="none")
+    cfg = TrainConfig("digits", runs_dir=str(tmp_path), epochs=1, steps_per_epoch=1, progress="none")
     directory = run_dir(cfg)
     directory.mkdir(parents=True)
     other = dataclasses.asdict(dataclasses.replace(cfg, lr=0.5))
@@ -193,14 +194,14 @@ def test_help_shows_every_real_default_and_each_tasks_own(capsys):
 
     text = help_text()
     assert "default: None" not in text and text.count("(default:") == len(dataclasses.fields(TrainConfig)) - 1
-    assert "--epochs INT number of epochs (default: 30 for digits, mnist1d; 200 for cifar)" in text
+    assert "--epochs INT number of epochs (or give --max-steps) (default: 30 for digits, mnist1d; 200 for cifar)" in text
     assert ("--rho FLOAT perturbation radius, rho_max for GSAM; only for --optimizer sam, asam, gsam, "
             "vasso (default: 0.05 for sam, gsam, vasso; 0.5 for asam)") in text
     assert "--data-dir STR dataset root (default: $VASSO_DATA, else ./data)" in text
     assert ("--theta FLOAT VaSSO averaging weight theta in (0, 1]; 1 is SAM; only for --optimizer vasso "
             "(default: 0.9)") in text
     cifar = help_text("cifar")
-    assert "number of epochs (default: 200)" in cifar and "weight decay (default: 0.001)" in cifar
+    assert "number of epochs (or give --max-steps) (default: 200)" in cifar and "weight decay (default: 0.001)" in cifar
 
 
 @pytest.mark.parametrize("argv, valid", [

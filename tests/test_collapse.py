@@ -79,17 +79,17 @@ def test_a_collapsed_cell_of_the_old_demo_is_recorded_and_marked_in_the_table(tm
     assert error["type"] == "Collapsed" and not (path / "result.json").exists()
     [noted] = json.loads((path / "meta.json").read_text())["collapses"]
     assert (noted["since_epoch"], noted["found_at_epoch"]) == (2, 6)
-    assert "1 of 2 runs collapsed (stopped, no final accuracy)" in markdown(collect(experiment, tmp_path))
+    assert "1 of 2 runs collapsed (stopped, no final numbers)" in markdown(collect(experiment, tmp_path))
 
     # Not asked to stop (the default): it trains every epoch and says so in result.json.
     result = train(old_demo_cell(tmp_path, seed=5))
     assert result["collapse"]["since_epoch"] == 2
-    assert result["final"]["test_acc"] < 15  # chance: 10%
+    assert result["final"]["test"]["acc"] < 15  # chance: 10%
     assert load_run(collapsed, path, {}).collapsed
 
     grid = collect(experiment, tmp_path)
     table = markdown(grid)
-    acc = result["final"]["test_acc"]
+    acc = result["final"]["test"]["acc"]
     mean, std = (95.5 + acc) / 2, abs(95.5 - acc) / math.sqrt(2)
     assert f"all: {mean:.2f} ± {std:.2f} (2); 1 of 2 runs collapsed; excl. collapsed: 95.50 (1)" in table
     assert f"vasso · label_noise=0.2 · seed 5: collapsed since epoch 2 ({acc:.2f}, in \"all\" only)" in table
@@ -105,8 +105,8 @@ def test_diverged_runs_are_counted_beside_the_mean(tmp_path):
         "type": "NonFiniteLoss", "message": "non-finite training loss nan at step 12", "step": 12}))
     grid = collect(Experiment("old-demo", "old demo", cells, columns=("label_noise",)), tmp_path)
     table = markdown(grid)
-    assert "95.50 ± 0.71 (2/3); 1 of 3 runs diverged (no final accuracy)" in table
-    assert "a diverged run (non-finite loss) has no final accuracy" in table
+    assert "95.50 ± 0.71 (2/3); 1 of 3 runs diverged (no final numbers)" in table
+    assert "a diverged run (non-finite loss) has no final numbers" in table
 
 
 def test_first_steps_script_traces_a_cell_from_its_own_start():

@@ -48,7 +48,7 @@ def data(tmp_path, monkeypatch):
 
 
 def cifar(data_dir, runs_dir, **kw) -> TrainConfig:
-    fields = dict(epochs=1, max_steps=1, batch_size=8, num_workers=0, progress="none",
+    fields = dict(epochs=1, steps_per_epoch=1, batch_size=8, num_workers=0, progress="none",
                   model="vgg11_bn", data_dir=str(data_dir), runs_dir=str(runs_dir))
     return TrainConfig("cifar", **{**fields, **kw})
 

@@ -29,23 +29,23 @@ def data_dir(tmp_path_factory):
 
 
 def cifar(data_dir, runs_dir, **kw) -> TrainConfig:
-    fields = dict(epochs=1, max_steps=2, batch_size=8, num_workers=0, progress="none",
+    fields = dict(epochs=1, steps_per_epoch=2, batch_size=8, num_workers=0, progress="none",
                   data_dir=str(data_dir), runs_dir=str(runs_dir), pyramidnet_alpha=48)
     return TrainConfig("cifar", **{**fields, **kw})
 
 
-@pytest.mark.parametrize("dataset, model, max_steps", [
+@pytest.mark.parametrize("dataset, model, steps_per_epoch", [
     ("cifar10", "vgg11_bn", 2),
     ("cifar100", "resnet18", 2),
     ("cifar10", "pyramidnet110", 2),  # alpha 48 here: the code path of alpha 270, 1/16 the size
     pytest.param("cifar100", "wrn28_10", 1, marks=pytest.mark.slow),  # slow on CPU: one step
 ])
-def test_cifar_models_produce_complete_run_dirs(data_dir, tmp_path, dataset, model, max_steps):
-    cfg = cifar(data_dir, tmp_path, dataset=dataset, model=model, max_steps=max_steps)
+def test_cifar_models_produce_complete_run_dirs(data_dir, tmp_path, dataset, model, steps_per_epoch):
+    cfg = cifar(data_dir, tmp_path, dataset=dataset, model=model, steps_per_epoch=steps_per_epoch)
     result = train(cfg)
     run = run_dir(cfg)
     assert RUN_FILES <= {p.name for p in run.iterdir()}
-    assert result["steps"] == max_steps
+    assert result["steps"] == steps_per_epoch
     assert [m["split"] for m in read_metrics(run)] == ["train", "test"]
     num_classes = 10 if dataset == "cifar10" else 100
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
@@ -55,7 +55,7 @@ def test_cifar_models_produce_complete_run_dirs(data_dir, tmp_path, dataset, mod
 
 
 def test_label_noise_run_records_the_corrupted_labels(data_dir, tmp_path):
-    cfg = cifar(data_dir, tmp_path, model="resnet18", max_steps=1, label_noise=0.25)
+    cfg = cifar(data_dir, tmp_path, model="resnet18", steps_per_epoch=1, label_noise=0.25)
     train(cfg)
     record = json.loads((run_dir(cfg) / "noisy_labels.json").read_text())
     clean = CIFAR10(str(data_dir), train=True).targets

@@ -19,7 +19,7 @@ from bench_fixtures import read_metrics, snapshot
 
 
 def tiny(tmp_path, **kw) -> TrainConfig:
-    base = dict(epochs=2, max_steps=3, batch_size=32, progress="none", runs_dir=str(tmp_path))
+    base = dict(epochs=2, steps_per_epoch=3, batch_size=32, progress="none", runs_dir=str(tmp_path))
     return TrainConfig("digits", **{**base, **kw})
 
 
@@ -38,11 +38,14 @@ def test_digits_run_writes_a_complete_run_dir(tmp_path):
     assert all({"loss", "acc", "time_s", "lr"} <= set(m) for m in lines)
     assert lines[-1]["lr"] == 0.0  # the cosine schedule ends at zero after the last step
     assert json.loads((run / "result.json").read_text()) == result
-    assert set(result) == {"final", "best", "epochs", "steps", "passes", "passes_per_step", "time_s", "collapse"}
+    assert set(result) == {"primary", "final", "best", "epochs", "steps", "passes", "passes_per_step",
+                           "time_s", "collapse"}
     assert result["collapse"] is None  # too short to be judged (benchmarks.collapse.PATIENCE)
-    assert result["final"]["test_acc"] == lines[-1]["acc"]
-    assert result["final"]["train_loss"] == lines[-2]["loss"]
-    assert result["best"]["test_acc"] == max(m["acc"] for m in lines if m["split"] == "test")
+    assert result["primary"] == "acc"
+    assert result["final"]["test"] == {k: lines[-1][k] for k in ("loss", "acc")}
+    assert result["final"]["train"]["loss"] == lines[-2]["loss"]
+    assert (result["final"]["epoch"], result["final"]["step"]) == (2, 6)
+    assert result["best"]["test"]["acc"] == max(m["acc"] for m in lines if m["split"] == "test")
     assert (result["epochs"], result["steps"]) == (2, 6)
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     assert ckpt["cell_id"] == cell_id(cfg) and ckpt["position"]["epoch"] == 2
@@ -51,8 +54,8 @@ def test_digits_run_writes_a_complete_run_dir(tmp_path):
 
 def test_digits_learns(tmp_path):
     # Four short epochs of the default recipe reach far above chance (10%).
-    result = train(tiny(tmp_path, epochs=4, max_steps=None, batch_size=64))
-    assert result["final"]["test_acc"] > 80
+    result = train(tiny(tmp_path, epochs=4, steps_per_epoch=None, batch_size=64))
+    assert result["final"]["test"]["acc"] > 80
 
 
 def test_done_run_returns_at_once_and_changes_nothing(tmp_path, capsys):
@@ -69,18 +72,14 @@ def _poison_after(monkeypatch, good_steps: int) -> None:
     """Make the training loss NaN from step ``good_steps`` on (0-based)."""
     calls = {"n": 0}
     task = get_task("digits")
-    real = task.criterion
+    real = task.loss
 
-    def criterion(cfg):
-        loss_fn = real(cfg)
+    def poisoned(model, batch, cfg):
+        calls["n"] += 1
+        loss, sums, weight = real(model, batch, cfg)
+        return (loss * float("nan") if calls["n"] > good_steps else loss), sums, weight
 
-        def poisoned(output, target):
-            calls["n"] += 1
-            loss = loss_fn(output, target)
-            return loss * float("nan") if calls["n"] > good_steps else loss
-        return poisoned
-
-    monkeypatch.setattr(task, "criterion", criterion)
+    monkeypatch.setattr(task, "loss", poisoned)
 
 
 def test_non_finite_loss_writes_error_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -108,7 +107,7 @@ def test_non_finite_loss_writes_error_and_keeps_the_previous_checkpoint(tmp_path
 def test_non_finite_loss_names_the_first_bad_step_between_two_checks(tmp_path, monkeypatch):
     # 20 steps per epoch: the loop reads the device flag every 2 steps, so the NaN of
     # step 4 is found after step 5, which is NaN too; the error names step 4.
-    cfg = tiny(tmp_path, epochs=1, max_steps=20)
+    cfg = tiny(tmp_path, epochs=1, steps_per_epoch=20)
     _poison_after(monkeypatch, good_steps=4)
     with pytest.raises(NonFiniteLoss) as raised:
         train(cfg)
@@ -127,7 +126,7 @@ def test_cli_diverging_lr_exits_1_with_error_json(tmp_path):
 def test_other_exception_writes_error_json(tmp_path, monkeypatch):
     cfg = tiny(tmp_path)
 
-    def broken(self, x, y):
+    def broken(self, batch):
         raise RuntimeError("boom in the step")
 
     monkeypatch.setattr(Trainer, "_train_step", broken)
@@ -149,7 +148,7 @@ def test_init_and_batches_shared_across_optimizers_not_seeds(tmp_path):
     other_seed = _trainer(tiny(tmp_path, seed=1))
 
     def first_batch(t):
-        return next(t._train_batches(epoch=0, start=0))
+        return next(iter(t.batches.train_batches(epoch=0, start=0, stop=1)))
 
     for a, b in zip(sgd.model.state_dict().values(), vasso.model.state_dict().values()):
         assert torch.equal(a, b)
@@ -165,8 +164,8 @@ def test_sharpness_aware_optimizers_train(tmp_path, optimizer):
     cfg = tiny(tmp_path, epochs=1, optimizer=optimizer, rho=0.5 if optimizer == "asam" else 0.05,
                gsam_alpha=0.1 if optimizer == "gsam" else 0.0)
     result = train(cfg)
-    assert math.isfinite(result["final"]["train_loss"])
-    assert result["final"]["train_loss"] != sgd["final"]["train_loss"]
+    assert math.isfinite(result["final"]["train"]["loss"])
+    assert result["final"]["train"]["loss"] != sgd["final"]["train"]["loss"]
     # The method's state travels in the checkpoint together with the base optimizer's.
     ckpt = torch.load(run_dir(cfg) / "checkpoint.pt", weights_only=True)
     assert ckpt["optimizer"]["base"]["state"]  # momentum buffers
@@ -174,14 +173,15 @@ def test_sharpness_aware_optimizers_train(tmp_path, optimizer):
 
 def test_bf16_autocast_runs(tmp_path):
     result = train(tiny(tmp_path, epochs=1, precision="bf16"))
-    assert math.isfinite(result["final"]["test_loss"])
+    assert math.isfinite(result["final"]["test"]["loss"])
 
 
 def test_warmup_and_constant_schedule(tmp_path):
     cfg = tiny(tmp_path, schedule="constant", warmup_epochs=1.0, epochs=2)
-    factor = engine.lr_factor(cfg, steps_per_epoch=3)
+    factor = engine.lr_factor(cfg, steps_per_epoch=3, total_steps=6)
     assert [factor(s) for s in range(6)] == [1 / 3, 2 / 3, 1.0, 1.0, 1.0, 1.0]
-    cosine = engine.lr_factor(dataclasses.replace(cfg, schedule="cosine"), steps_per_epoch=3)
+    cosine = engine.lr_factor(dataclasses.replace(cfg, schedule="cosine"), steps_per_epoch=3,
+                              total_steps=6)
     assert cosine(3) == 1.0 and cosine(6) == 0.0 and 0 < cosine(5) < cosine(4) < 1
     train(cfg)
     assert [m["lr"] for m in read_metrics(run_dir(cfg)) if m["split"] == "train"] == [cfg.lr, cfg.lr]

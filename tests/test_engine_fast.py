@@ -18,7 +18,9 @@ from benchmarks import engine
 from benchmarks.config import ConfigError, TrainConfig, cell_id, run_dir
 from benchmarks.engine import Preempted, StopSignals, Trainer, train
 from benchmarks.rundir import RunDir
+from benchmarks.fast import DeviceCIFAR
 from benchmarks.tasks import get_task
+from benchmarks.training.data_path import use_fast_path
 from bench_fixtures import read_metrics, read_result, write_cifar10
 
 # On the CPU the paths compute the same floats but for the LR (an fp32 tensor against a
@@ -39,7 +41,7 @@ def cell(data_dir, runs_dir, **kw) -> TrainConfig:
     # VaSSO on ResNet-18 with every augmentation on, a cutout in every image (the CIFAR
     # default, the official p = 0.5, would leave half the images uncut: a weaker check).
     fields = dict(model="resnet18", optimizer="vasso", rho=0.1, theta=0.4, epochs=2, cutout_prob=1.0,
-                  max_steps=2, batch_size=8, num_workers=0, progress="none",
+                  steps_per_epoch=2, batch_size=8, num_workers=0, progress="none",
                   data_dir=str(data_dir), runs_dir=str(runs_dir), device="cpu")
     return TrainConfig("cifar", **{**fields, **kw})
 
@@ -90,8 +92,8 @@ def test_the_paths_agree_only_because_they_share_the_draws(data_dir, tmp_path, o
     # The same cell with the device path's augmentation taken from the next epoch's
     # draw: same init, same batches, other crops / flips / cutouts. It must not pass
     # for the same run, so the tolerance above does detect a difference of draws.
-    real = engine.DeviceCIFAR.draw
-    monkeypatch.setattr(engine.DeviceCIFAR, "draw", lambda self, epoch: real(self, epoch + 1))
+    real = DeviceCIFAR.draw
+    monkeypatch.setattr(DeviceCIFAR, "draw", lambda self, epoch: real(self, epoch + 1))
     shifted = cell(data_dir, tmp_path, fast="on")
     train(shifted)
     first = read_metrics(run_dir(shifted))[0]["loss"]
@@ -110,34 +112,34 @@ def test_the_fast_configuration_is_what_a_cuda_graph_needs(data_dir, tmp_path):
     # The per-step cosine, so that one step moves the rate (the CIFAR default, the
     # official per-epoch one, holds it for the first two epochs).
     fast = _trainer(cell(data_dir, tmp_path, fast="on", schedule="cosine"))
-    assert fast.fast and fast.step.mode == "eager"     # no CUDA here: eager, no warning
+    assert fast.batches.fast and fast.step.mode == "eager"     # no CUDA here: eager, no warning
     group = fast.base.param_groups[0]
     assert group["fused"] and isinstance(group["lr"], torch.Tensor) and group["lr"].dim() == 0
-    assert not fast.channels_last  # channels-last on CUDA only
-    x, y = next(fast._train_batches(0, 0))
+    assert not fast.batches.channels_last  # channels-last on CUDA only
+    x, y = next(iter(fast.batches.train_batches(0, 0, 1)))
     assert x.is_contiguous() and x.shape == (8, 3, 32, 32)
     # The scheduler moves the very tensor a recorded graph would read.
     lr = group["lr"]
-    fast._train_step(x, y)
+    fast._train_step((x, y))
     fast.scheduler.step()
     assert fast.base.param_groups[0]["lr"] is lr
     assert float(lr) == pytest.approx(float(fast.scheduler.get_last_lr()[0]), rel=1e-6)
     assert float(lr) != pytest.approx(fast.cfg.lr, rel=1e-3)  # it did move (cosine)
 
     plain = _trainer(cell(data_dir, tmp_path, fast="auto"))  # auto on a CPU: off
-    assert not plain.fast and not plain.base.param_groups[0]["fused"]
+    assert not plain.batches.fast and not plain.base.param_groups[0]["fused"]
     assert isinstance(plain.base.param_groups[0]["lr"], float)
     # Both paths feed the same batch (same order, same draws) to the model, bit for bit.
-    px, py = next(plain._train_batches(0, 0))
+    px, py = next(iter(plain.batches.train_batches(0, 0, 1)))
     assert torch.equal(py, y) and torch.equal(px, x)
 
 
 def test_fast_on_is_refused_for_a_task_without_a_fast_path(tmp_path):
     with pytest.raises(ConfigError, match="--fast='on': only the cifar task has a fast path"):
         TrainConfig("digits", fast="on", runs_dir=str(tmp_path))
-    assert not engine.use_fast_path(TrainConfig("digits"), torch.device("cuda"))
-    assert engine.use_fast_path(TrainConfig("cifar"), torch.device("cuda"))
-    assert not engine.use_fast_path(TrainConfig("cifar", fast="off"), torch.device("cuda"))
+    assert not use_fast_path(TrainConfig("digits"), torch.device("cuda"))
+    assert use_fast_path(TrainConfig("cifar"), torch.device("cuda"))
+    assert not use_fast_path(TrainConfig("cifar", fast="off"), torch.device("cuda"))
 
 
 # -- resume -----------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from bench_fixtures import read_metrics, read_result
 
 
 def argv(tmp_path, *options: str) -> TrainConfig:
-    return parse_argv(["digits", "--epochs", "2", "--max-steps", "3", "--batch-size", "32",
+    return parse_argv(["digits", "--epochs", "2", "--steps-per-epoch", "3", "--batch-size", "32",
                        "--progress", "none", "--runs-dir", str(tmp_path), *options])
 
 
@@ -109,9 +109,18 @@ def test_plain_sgd_is_the_base_alone(tmp_path):
 
 def test_label_smoothing_reaches_the_training_loss_only(tmp_path):
     t = build(argv(tmp_path, "--label-smoothing", "0.1"))
-    assert isinstance(t.criterion, nn.CrossEntropyLoss) and t.criterion.label_smoothing == 0.1
-    assert t.step.loss_fn is t.criterion and t.step.optimizer is t.optimizer
-    assert build(argv(tmp_path)).criterion.label_smoothing == 0.0
+    assert t.step.optimizer is t.optimizer
+    x, y = torch.randn(8, 1, 8, 8), torch.arange(8)
+    with torch.no_grad():
+        output = t.model(x)
+        loss, sums, weight = t.task.loss(t.model, (x, y), t.cfg)
+        eval_sums, _ = t.task.eval_sums(t.model, (x, y))
+    smoothed = nn.functional.cross_entropy(output, y, label_smoothing=0.1)
+    assert torch.equal(loss, smoothed) and weight == 8
+    assert float(sums["loss"]) == pytest.approx(8 * float(smoothed))
+    # The test loss stays plain cross-entropy.
+    assert float(eval_sums["loss"]) == pytest.approx(
+        float(nn.functional.cross_entropy(output, y, reduction="sum")))
 
 
 def _record_autocast(monkeypatch) -> list[tuple[bool, bool, torch.dtype]]:
@@ -120,8 +129,8 @@ def _record_autocast(monkeypatch) -> list[tuple[bool, bool, torch.dtype]]:
     task = get_task("digits")
     real = task.build_model
 
-    def build_model(cfg, num_classes):
-        model = real(cfg, num_classes)
+    def build_model(cfg, data):
+        model = real(cfg, data)
         model.register_forward_hook(lambda m, args, out: seen.append(
             (m.training, torch.is_autocast_enabled("cpu"), out.dtype)))
         return model
@@ -133,7 +142,7 @@ def _record_autocast(monkeypatch) -> list[tuple[bool, bool, torch.dtype]]:
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_precision_reaches_training_and_evaluation(tmp_path, monkeypatch, precision):
     seen = _record_autocast(monkeypatch)
-    train(argv(tmp_path, "--epochs", "1", "--max-steps", "2", "--optimizer", "sam",
+    train(argv(tmp_path, "--epochs", "1", "--steps-per-epoch", "2", "--optimizer", "sam",
                "--precision", precision))
     bf16 = precision == "bf16"
     dtype = torch.bfloat16 if bf16 else torch.float32
@@ -142,7 +151,7 @@ def test_precision_reaches_training_and_evaluation(tmp_path, monkeypatch, precis
 
 
 def test_eval_every_evaluates_every_k_epochs_and_after_the_last(tmp_path):
-    cfg = argv(tmp_path, "--epochs", "5", "--max-steps", "1", "--eval-every", "2")
+    cfg = argv(tmp_path, "--epochs", "5", "--steps-per-epoch", "1", "--eval-every", "2")
     result = train(cfg)
     tests = [m["epoch"] for m in read_metrics(run_dir(cfg)) if m["split"] == "test"]
     trains = [m["epoch"] for m in read_metrics(run_dir(cfg)) if m["split"] == "train"]
@@ -170,17 +179,17 @@ def _record_lr(monkeypatch) -> list[float]:
 @pytest.mark.parametrize("optimizer", ["sgd", "vasso"])
 def test_each_step_trains_at_its_scheduled_rate(tmp_path, monkeypatch, optimizer):
     used = _record_lr(monkeypatch)
-    cfg = argv(tmp_path, "--epochs", "3", "--max-steps", "4", "--warmup-epochs", "1",
+    cfg = argv(tmp_path, "--epochs", "3", "--steps-per-epoch", "4", "--warmup-epochs", "1",
                "--optimizer", optimizer)
     train(cfg)
-    factor = engine.lr_factor(cfg, steps_per_epoch=4)
+    factor = engine.lr_factor(cfg, steps_per_epoch=4, total_steps=12)
     assert used == pytest.approx([cfg.lr * factor(step) for step in range(12)], rel=1e-12, abs=0)
     assert used[0] == cfg.lr / 4 and used[4] == cfg.lr  # warm-up from lr/4, then the peak
 
 
 def test_each_epoch_trains_at_the_official_per_epoch_rate(tmp_path, monkeypatch):
     used = _record_lr(monkeypatch)
-    cfg = argv(tmp_path, "--epochs", "3", "--max-steps", "2", "--schedule", "cosine-epoch",
+    cfg = argv(tmp_path, "--epochs", "3", "--steps-per-epoch", "2", "--schedule", "cosine-epoch",
                "--optimizer", "sam")
     train(cfg)
     peak, second = cfg.lr, cfg.lr * 0.75  # epochs 0 and 1 at the peak, then (1 + cos(pi/3)) / 2
@@ -190,9 +199,9 @@ def test_each_epoch_trains_at_the_official_per_epoch_rate(tmp_path, monkeypatch)
 def test_the_best_epoch_on_a_tie_is_the_first(tmp_path, monkeypatch):
     accuracies = iter([50.0, 70.0, 70.0, 60.0])
     monkeypatch.setattr(Trainer, "evaluate", lambda self: {"loss": 1.0, "acc": next(accuracies)})
-    result = train(argv(tmp_path, "--epochs", "4", "--max-steps", "1"))
-    assert result["best"] == {"test_acc": 70.0, "epoch": 2}
-    assert result["final"]["test_acc"] == 60.0
+    result = train(argv(tmp_path, "--epochs", "4", "--steps-per-epoch", "1"))
+    assert result["best"] == {"epoch": 2, "step": 2, "test": {"loss": 1.0, "acc": 70.0}}
+    assert result["final"]["test"]["acc"] == 60.0 and result["primary"] == "acc"
 
 
 # -- resume with a model that draws from the global RNG --------------------------------
@@ -202,7 +211,7 @@ def _with_dropout(monkeypatch) -> None:
     task = get_task("digits")
     real = task.build_model
     monkeypatch.setattr(task, "build_model",
-                        lambda cfg, num_classes: nn.Sequential(nn.Dropout(0.3), real(cfg, num_classes)))
+                        lambda cfg, data: nn.Sequential(nn.Dropout(0.3), real(cfg, data)))
 
 
 def _signal_after(monkeypatch, epoch: int, step_in_epoch: int) -> None:
@@ -224,7 +233,7 @@ def test_resume_mid_ascent_cycle_with_dropout_is_bit_exact(tmp_path, monkeypatch
     # steps too: the last perturbation (reuse) and the ascent draws (prob) resume.
     method, _, mode = optimizer.partition("-")
     schedule = ["--ascent-prob", "0.4"] if mode == "prob" else ["--ascent-every", "3"]
-    options = ["--epochs", "3", "--max-steps", "4", "--optimizer", method, *schedule]
+    options = ["--epochs", "3", "--steps-per-epoch", "4", "--optimizer", method, *schedule]
     if optimizer == "gsam":
         options += ["--gsam-rho-min", "0.01", "--gsam-alpha", "0.2"]
     if mode == "reuse":

@@ -22,7 +22,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 import vasso
 from benchmarks.config import TrainConfig
-from benchmarks.fast.step import TrainStep, capture_blockers, set_lr, use_tensor_lr
+from benchmarks.training.step import TrainStep, capture_blockers, set_lr, use_tensor_lr
 from benchmarks.methods import build_optimizer
 
 STEPS = 6
@@ -79,11 +79,11 @@ def fast_loop(method: str, **step_kw) -> tuple[nn.Module, list[float], TrainStep
     model = tiny_cnn()
     opt = make_optimizer(method, model, fast=True)
     sched = LambdaLR(getattr(opt, "base", opt), cosine)
-    step = TrainStep(model, opt, F.cross_entropy, **step_kw)
+    step = TrainStep(model, opt, **step_kw)
     losses = []
     for x, y in batches():
-        out = step(x, y)
-        assert out.output.shape == (16, 10)
+        out = step((x, y))
+        assert out.extras.shape == (16, 10)
         sched.step()
         losses.append(float(out.loss))
     return model, losses, step
@@ -192,7 +192,7 @@ def test_cuda_graph_replay_equals_eager(method):
         step = TrainStep(model, opt, mode=mode, warmup_steps=2)
         losses = []
         for x, y in batches(device="cuda"):
-            losses.append(float(step(x.contiguous(memory_format=torch.channels_last), y).loss))
+            losses.append(float(step((x.contiguous(memory_format=torch.channels_last), y)).loss))
             sched.step()
         return model, losses, step
 

@@ -27,7 +27,7 @@ from benchmarks.__main__ import EXIT_BAD_INPUT, EXIT_BUSY, EXIT_FAILED, main as 
 from benchmarks.config import TrainConfig, cell_fields, cell_id, run_dir, to_argv
 from benchmarks.engine import train
 from bench_fixtures import cli as engine_cli
-from bench_fixtures import read_metrics, read_result, snapshot
+from bench_fixtures import fake_result, read_metrics, read_result, snapshot
 from results.grid import collect
 from slurm import cli as slurm_cli
 from slurm import sweep
@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 # A single-cell experiment for the damaged-directory cases; nothing is trained there.
 EXPERIMENTS = textwrap.dedent("""
     from benchmarks.experiments import Experiment, grid
-    TINY = dict(task="digits", epochs=2, max_steps=2, batch_size=32, progress="log")
+    TINY = dict(task="digits", epochs=2, steps_per_epoch=2, batch_size=32, progress="log")
     EXPERIMENTS = {
         "one": Experiment("one", "one cell", grid(dict(TINY, experiment="one"), seed=[0])),
         "two": Experiment("two", "two cells", grid(dict(TINY, experiment="two"), seed=[0, 1])),
@@ -46,7 +46,7 @@ EXPERIMENTS = textwrap.dedent("""
 
 
 def tiny(runs: Path, **kw) -> TrainConfig:
-    fields = dict(epochs=3, max_steps=4, batch_size=32, optimizer="vasso", theta=0.4,
+    fields = dict(epochs=3, steps_per_epoch=4, batch_size=32, optimizer="vasso", theta=0.4,
                   progress="none", runs_dir=str(runs))
     return TrainConfig("digits", **{**fields, **kw})
 
@@ -76,9 +76,7 @@ def _done(path: Path, cfg: TrainConfig) -> None:
     path.mkdir(parents=True)
     (path / rundir.CONFIG).write_text(json.dumps(dataclasses.asdict(cfg)))
     (path / rundir.METRICS).write_text(json.dumps({"epoch": 1, "split": "test", "acc": 80.0}) + "\n")
-    (path / rundir.RESULT).write_text(json.dumps(
-        {"final": {"test_acc": 80.0, "test_loss": 0.5, "epoch": 2}, "best": {"test_acc": 81.0, "epoch": 1},
-         "time_s": 1.0}))
+    (path / rundir.RESULT).write_text(json.dumps(fake_result(80.0, 81.0, epochs=2)))
 
 
 def _started(path: Path, cfg: TrainConfig) -> None:
@@ -102,7 +100,8 @@ DAMAGES = {
     "garbage-result": (lambda p, c: (_done(p, c), (p / rundir.RESULT).write_text("{garbage")),
                        "invalid", "result.json not valid JSON"),
     "result-without-final": (lambda p, c: (_done(p, c), (p / rundir.RESULT).write_text(
-        json.dumps({"best": {"test_acc": 80.0}}))), "invalid", '["final"]["test_acc"]'),
+        json.dumps({"primary": "acc", "best": {"test": {"acc": 80.0}}}))), "invalid",
+        '["final"]["test"]["acc"]'),
     "missing-config": (lambda p, c: (_done(p, c), (p / rundir.CONFIG).unlink()),
                        "invalid", "without config.json"),
     "garbage-config": (lambda p, c: (_started(p, c), (p / rundir.CONFIG).write_text("{")),
@@ -278,7 +277,7 @@ def test_a_second_engine_on_a_held_cell_exits_at_once_and_writes_nothing(tmp_pat
 
 
 def test_two_engine_processes_on_one_cell(tmp_path):
-    cfg = tiny(tmp_path, epochs=200, max_steps=None)
+    cfg = tiny(tmp_path, epochs=200, steps_per_epoch=None)
     path = run_dir(cfg)
     first = engine_cli(to_argv(cfg))
     try:

@@ -23,8 +23,8 @@ from torch import nn
 import vasso
 from benchmarks import engine
 from benchmarks.config import TrainConfig
-from benchmarks.fast import step as step_module
-from benchmarks.fast.step import TrainStep, capture_blockers, use_tensor_lr
+from benchmarks.training import step as step_module
+from benchmarks.training.step import TrainStep, capture_blockers, use_tensor_lr
 from benchmarks.methods import build_optimizer
 from vasso._model import RunningStats
 
@@ -288,7 +288,7 @@ def test_replays_advance_the_step_counter_that_checkpoints_record(monkeypatch):
     _, opt, step = graph_step(warmup_steps=3)
     x, y = batch()
     for _ in range(10):
-        step(x, y)
+        step((x, y))
     assert step.mode == "graph" and step._graph is not None
     assert cuda.replays == 7 and step.replays == 6  # the recording call replays once too
     assert opt.state_dict()["steps"] == 10 and opt.state_dict()["passes"] == 20
@@ -303,7 +303,7 @@ def test_warm_up_and_recording_share_one_side_stream(monkeypatch):
     real_run = step._run
     step._run = lambda *a: (seen.append(cuda.current), real_run(*a))[1]
     for _ in range(5):
-        step(x, y)
+        step((x, y))
     assert len(cuda.streams) == 1
     side = cuda.streams[0]
     assert seen[:3] == [side] * 3 and cuda.captured_on == [side]  # warm-ups, then the recording
@@ -318,7 +318,7 @@ def test_a_failed_recording_is_undone_before_the_eager_fallback(monkeypatch):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(5):
-            step(x, y)
+            step((x, y))
     assert step.mode == "eager" and "operation not permitted" in step.fallback_reason
     assert sum("instead of a CUDA graph" in str(w.message) for w in caught) == 1
     assert cuda.current is cuda.default          # the stream the capture left current is undone
@@ -334,9 +334,9 @@ def test_a_recording_that_cannot_be_undone_fails_loudly(monkeypatch, trouble):
     FakeCuda(fail_on_exit=True, **{trouble: True}).install(monkeypatch)
     _, _, step = graph_step(warmup_steps=1)
     x, y = batch()
-    step(x, y)
+    step((x, y))
     with pytest.raises(RuntimeError, match="this process cannot continue; rerun with the eager"):
-        step(x, y)
+        step((x, y))
 
 
 # -- DeviceCIFAR: a few augmentation calls per epoch, not one per batch ----------------------

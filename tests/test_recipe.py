@@ -56,7 +56,7 @@ def suite_rates(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
     scheduler step after every optimizer step."""
     weight = torch.zeros(1, requires_grad=True)
     optimizer = torch.optim.SGD([weight], lr=cfg.lr, momentum=0.9)
-    scheduler = LambdaLR(optimizer, engine.lr_factor(cfg, steps_per_epoch))
+    scheduler = LambdaLR(optimizer, engine.lr_factor(cfg, steps_per_epoch, cfg.epochs * steps_per_epoch))
     rates = []
     for _ in range(cfg.epochs * steps_per_epoch):
         rates.append(optimizer.param_groups[0]["lr"])
@@ -89,7 +89,7 @@ def test_cosine_epoch_reproduces_the_official_stepping_step_by_step(epochs, step
 
 def test_the_engine_trains_with_the_per_epoch_rates(tmp_path):
     # digits, 3 epochs of 3 steps: the rate logged after epoch e is the one epoch e + 1 uses.
-    cfg = TrainConfig("digits", epochs=3, max_steps=3, batch_size=32, progress="none",
+    cfg = TrainConfig("digits", epochs=3, steps_per_epoch=3, batch_size=32, progress="none",
                       runs_dir=str(tmp_path), schedule="cosine-epoch")
     engine.train(cfg)
     logged = [m["lr"] for m in read_metrics(run_dir(cfg)) if m["split"] == "train"]
@@ -227,7 +227,7 @@ def test_vgg_dropout_gives_the_same_run_on_both_paths(tmp_path):
 
     def cell(fast: str) -> TrainConfig:
         return TrainConfig("cifar", model="vgg11_bn", optimizer="vasso", rho=0.1, theta=0.4,
-                           epochs=2, max_steps=2, batch_size=8, num_workers=0, progress="none",
+                           epochs=2, steps_per_epoch=2, batch_size=8, num_workers=0, progress="none",
                            data_dir=str(tmp_path / "data"), runs_dir=str(tmp_path / fast),
                            device="cpu", fast=fast)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from benchmarks import rundir
 from benchmarks.config import TrainConfig, run_dir
 from benchmarks.experiments import Experiment
+from bench_fixtures import fake_result
 
 
 def cifar_cell(root: Path, experiment: str, model: str, optimizer: str, seed: int, **fields) -> TrainConfig:
@@ -48,13 +49,7 @@ def write_done(cfg: TrainConfig, final: float, best: float | None = None, curve:
     curve = curve if curve is not None else [final - 2.0, final - 1.0, final]
     write_metrics(path, curve)
     best = max(curve + [final]) if best is None else best
-    result = {
-        "final": {"test_acc": final, "test_loss": 0.2, "train_acc": 99.0, "train_loss": 0.01,
-                  "epoch": len(curve)},
-        "best": {"test_acc": best, "epoch": len(curve)},
-        "epochs": len(curve), "steps": 30, "time_s": 3.0,
-    }
-    (path / "result.json").write_text(json.dumps(result))
+    (path / "result.json").write_text(json.dumps(fake_result(final, best, epochs=len(curve))))
     return path
 
 

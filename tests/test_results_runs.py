@@ -52,8 +52,10 @@ def test_bad_line_inside_metrics_is_reported_by_number(tmp_path):
     "damage, message",
     [
         (lambda d: (d / "result.json").write_text('{"final": {"test_acc": 9'), "not valid JSON"),
-        (lambda d: (d / "result.json").write_text('{"final": {"test_acc": NaN}}'), "no finite number"),
-        (lambda d: (d / "result.json").write_text('{"final": {"test_loss": 0.1}}'), "no finite number"),
+        (lambda d: (d / "result.json").write_text('{"primary": "acc", "final": {"test": {"acc": NaN}}}'),
+         "no finite number"),
+        (lambda d: (d / "result.json").write_text('{"primary": "acc", "final": {"test": {"loss": 0.1}}}'),
+         "no finite number"),
         (lambda d: (d / "config.json").write_text("{not json"), "not valid JSON"),
         (lambda d: (d / "config.json").unlink(), "without config.json"),
     ],

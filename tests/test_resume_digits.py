@@ -19,6 +19,7 @@ from benchmarks import engine
 from benchmarks.__main__ import main
 from benchmarks.config import TrainConfig, run_dir, to_argv
 from benchmarks.engine import Preempted, train
+from benchmarks.training.signals import ignore_stop_signals
 from bench_fixtures import cli, read_metrics, read_result
 
 EPOCHS = 8
@@ -101,7 +102,7 @@ def test_signal_exits_75_mid_epoch_and_resumes_exactly(tmp_path, reference, monk
 
 
 def test_preempted_in_process_raises(tmp_path, monkeypatch):
-    cfg = TrainConfig("digits", epochs=1, max_steps=4, batch_size=32, progress="none",
+    cfg = TrainConfig("digits", epochs=1, steps_per_epoch=4, batch_size=32, progress="none",
                       runs_dir=str(tmp_path))
     _raise_signal_at(monkeypatch, signal.SIGTERM, epoch=0, step_in_epoch=2)
     with pytest.raises(Preempted):
@@ -110,7 +111,7 @@ def test_preempted_in_process_raises(tmp_path, monkeypatch):
 
 
 def test_slurm_job_ids_are_appended_on_each_start(tmp_path, monkeypatch):
-    cfg = TrainConfig("digits", epochs=2, max_steps=2, batch_size=32, progress="none",
+    cfg = TrainConfig("digits", epochs=2, steps_per_epoch=2, batch_size=32, progress="none",
                       runs_dir=str(tmp_path))
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "41")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
@@ -128,7 +129,7 @@ def test_slurm_job_ids_are_appended_on_each_start(tmp_path, monkeypatch):
 def test_loader_workers_ignore_stop_signals():
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR2)}
     try:
-        engine.ignore_stop_signals(worker_id=0)
+        ignore_stop_signals(worker_id=0)
         assert all(signal.getsignal(s) == signal.SIG_IGN for s in saved)
     finally:
         for s, handler in saved.items():

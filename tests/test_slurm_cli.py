@@ -24,6 +24,7 @@ from slurm import cli, job as job_mod, sweep
 from slurm.job import CellFailed, CellJob
 from slurm.resources import Partition, Resources, check_fits, parse_mem_gb, parse_minutes
 from slurm.sweep import SweepError
+from bench_fixtures import fake_result
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -52,7 +53,7 @@ def test_plan_shows_states_from_run_directories(capsys, tmp_path):
     for d in (done, failed, stopped, locked, stale):
         d.mkdir(parents=True)
     (done / rundir.CONFIG).write_text(json.dumps(dataclasses.asdict(cells[0])))
-    (done / rundir.RESULT).write_text(json.dumps({"final": {"test_acc": 90.0}, "best": {"test_acc": 91.0}}))
+    (done / rundir.RESULT).write_text(json.dumps(fake_result(90.0, 91.0)))
     (failed / rundir.ERROR).write_text("{}")
     (stopped / rundir.CHECKPOINT).write_bytes(b"")
     rundir.acquire_lock(locked / rundir.LOCK, rundir.owner())
@@ -146,7 +147,7 @@ FAKE_ENGINE = textwrap.dedent("""
         (run / "stopped").write_text(str(signum)); sys.exit(75)
     signal.signal(signal.SIGTERM, stop)
     if mode == "done":
-        (run / "result.json").write_text(json.dumps({"final": {"test_acc": 50.0}, "best": {"test_acc": 51.0}})); sys.exit(0)
+        (run / "result.json").write_text(json.dumps({"primary": "acc", "final": {"test": {"acc": 50.0}}, "best": {"test": {"acc": 51.0}}})); sys.exit(0)
     if mode == "fail":
         (run / "error.json").write_text(json.dumps({"type": "FloatingPointError", "message": "loss is nan"}))
         sys.exit(1)
@@ -167,7 +168,7 @@ def fake_engine(tmp_path, monkeypatch):
 
 def test_job_returns_the_result_or_names_error_json(fake_engine):
     assert CellJob([str(fake_engine), "done"], str(fake_engine), poll_s=0.05)() == {
-        "final": {"test_acc": 50.0}, "best": {"test_acc": 51.0}}
+        "primary": "acc", "final": {"test": {"acc": 50.0}}, "best": {"test": {"acc": 51.0}}}
     with pytest.raises(CellFailed, match=r"error\.json\).*FloatingPointError: loss is nan"):
         CellJob([str(fake_engine), "fail"], str(fake_engine), poll_s=0.05)()
 

@@ -25,7 +25,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_MODULE = textwrap.dedent("""
     from benchmarks.experiments import Experiment, grid
 
-    TINY = dict(task="digits", epochs=2, max_steps=3, batch_size=32, label_noise=0.25, progress="log")
+    TINY = dict(task="digits", epochs=2, steps_per_epoch=3, batch_size=32, label_noise=0.25, progress="log")
 
     def experiment(name, **axes):
         return Experiment(name, name, grid(dict(TINY, experiment=name), **axes))
@@ -38,7 +38,7 @@ EXPERIMENTS_MODULE = textwrap.dedent("""
         "reject": experiment("reject", batch_size=[4096], optimizer=["sgd"], seed=[0]),
         # Long enough (full epochs) to be stopped mid-run.
         "long": Experiment("long", "long", grid(
-            dict(TINY, experiment="long", max_steps=None, epochs={long_epochs}), optimizer=["sgd"], seed=[0])),
+            dict(TINY, experiment="long", steps_per_epoch=None, epochs={long_epochs}), optimizer=["sgd"], seed=[0])),
     }
 """)
 

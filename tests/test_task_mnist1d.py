@@ -31,10 +31,10 @@ def test_generation_is_the_authors_default_and_leaves_global_rngs_alone(data_dir
 
 
 def test_a_few_steps_train_and_record_the_data(data_dir, tmp_path):
-    cfg = TrainConfig("mnist1d", optimizer="vasso", epochs=1, max_steps=5, progress="none",
+    cfg = TrainConfig("mnist1d", optimizer="vasso", epochs=1, steps_per_epoch=5, progress="none",
                       runs_dir=str(tmp_path), data_dir=str(data_dir), label_noise=0.2)
     result = train(cfg)
-    assert result["steps"] == 5 and 0 <= result["final"]["test_acc"] <= 100
+    assert result["steps"] == 5 and 0 <= result["final"]["test"]["acc"] <= 100
     record = json.loads((run_dir(cfg) / "mnist1d.json").read_text())
     assert record["sha256"] == mnist1d.digest(mnist1d.load_arrays(data_dir))
     assert record["num_train"] == 4000

@@ -113,6 +113,12 @@ class SharpnessAware(torch.optim.Optimizer):
             clean gradient to decompose), and VaSSO's average is left alone unless
             ``update_on_reuse=True``. With the two-step API, ``first_pass()`` is
             required in this mode: it moves the weights to w + e_last on entry.
+        clip_grad_norm: clip the global norm of the descent gradient (the gradient at
+            w + e, or GSAM's direction; the clean gradient on a step without ascent)
+            to this value before the base optimizer's step, as
+            ``torch.nn.utils.clip_grad_norm_`` does (on the device, no host read).
+            The ascent direction is computed from the unclipped first-pass gradient.
+            None (default): no clipping.
 
     Every step counts its forward/backward passes in ``passes`` (2 for a step that
     ascends, 1 otherwise), part of ``state_dict()``, so that the compute of a run
@@ -158,6 +164,7 @@ class SharpnessAware(torch.optim.Optimizer):
         ascent_prob: float | None = None,
         seed: int = 0,
         skip: str = "clean",
+        clip_grad_norm: float | None = None,
     ) -> None:
         name = type(self).__name__
         if isinstance(base, type):
@@ -178,6 +185,8 @@ class SharpnessAware(torch.optim.Optimizer):
             "ascent_every", ascent_every, isinstance(ascent_every, int) and ascent_every >= 1,
             "an integer >= 1",
         )
+        if clip_grad_norm is not None:
+            _check_range("clip_grad_norm", clip_grad_norm, clip_grad_norm > 0, "a number > 0")
         if ascent_prob is not None:
             _check_range("ascent_prob", ascent_prob, 0 < ascent_prob <= 1, "in (0, 1]")
             if ascent_every != 1:
@@ -211,6 +220,7 @@ class SharpnessAware(torch.optim.Optimizer):
         self.ascent_every = ascent_every
         self.ascent_prob = ascent_prob
         self.skip = skip
+        self.clip_grad_norm = clip_grad_norm
         self._ascent_rng = None
         if ascent_prob is not None:
             self._ascent_rng = torch.Generator(device="cpu")
@@ -410,6 +420,8 @@ class SharpnessAware(torch.optim.Optimizer):
                 self._restore(params, running_stats=False)  # the one pass's statistics stay
             if found_inf is not None:
                 self._commit(found_inf)
+            if self.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
             self._base_step(found_inf)
             passes = 2 if self._phase == "ascended" else 1
         finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Task, TaskData
+from .base import Metric, Task, TaskData, TrainLoss
 from .cifar import CifarTask
 from .digits import DigitsTask
 from .mnist1d import Mnist1dTask
@@ -16,4 +16,4 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-__all__ = ["Task", "TaskData", "get_task", "TASKS"]
+__all__ = ["Metric", "Task", "TaskData", "TrainLoss", "get_task", "TASKS"]

@@ -1,5 +1,12 @@
 """One training step as one call, replayed from a CUDA graph where it can be.
 
+``step = TrainStep(model, optimizer, objective)``; ``loss, extras = step(batch)``.
+The batch is a tuple or dict of device tensors; ``objective(forward, batch)``
+returns the loss that every pass differentiates and ``extras``, detached tensors
+of the first (clean) pass that the caller reads afterwards (the engine: its
+device-side training sums). :func:`supervised` is the objective of an ``(x, y)``
+batch whose extras are the model's output.
+
 A SAM / VaSSO step on a fast GPU is launch-bound: two forward/backward passes,
 a global norm, the perturbation, the restore and the base step are hundreds of
 small kernels, and the host cannot enqueue them as fast as the GPU runs them.
@@ -44,6 +51,12 @@ Requirements for ``"graph"`` (what :func:`capture_blockers` checks):
   no autograd anomaly detection (it checks every gradient on the host);
 * no fp16 ``GradScaler`` (bf16 autocast needs none) and no data parallelism.
 
+fp16: pass ``scaler=torch.amp.GradScaler(...)``; the passes then backpropagate the
+scaled loss and the optimizer skips a step whose gradients overflowed (a ``vasso``
+optimizer takes the scaler in its own ``step``). ``clip_grad_norm``: the global
+norm of a plain optimizer's gradient is clipped before its step (a ``vasso``
+optimizer clips its descent gradient itself: its ``clip_grad_norm`` argument).
+
 Numerics: every mode runs the same operations in the same order on the same
 buffers; graph replay and eager execution agree to floating-point noise (cuDNN
 may pick different algorithms during warm-up and capture). The step counter of a
@@ -57,22 +70,37 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils._pytree import tree_flatten, tree_map
 
 MODES = ("auto", "graph", "compile", "eager")
 
 
 class StepOutput(NamedTuple):
-    """``loss``: the first-pass loss, 0-d float32; ``output``: the first-pass model
-    output (detached). In graph mode both are the graph's static buffers,
-    overwritten by the next step: consume them (or ``.clone()``) before it."""
+    """``loss``: the first-pass loss, 0-d float32; ``extras``: what the objective
+    returned beside it in the first pass. In graph mode both are the graph's static
+    buffers, overwritten by the next step: consume them (or ``.clone()``) before it."""
 
     loss: Tensor
-    output: Tensor
+    extras: Any
+
+
+Objective = Callable[[Callable[..., Any], Any], tuple[Tensor, Any]]
+
+
+def supervised(loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy) -> Objective:
+    """The objective of an ``(x, y)`` batch: ``loss_fn(model(x), y)``, and the
+    model's output (detached) as the extras."""
+    def objective(forward: Callable[[Tensor], Tensor], batch: tuple[Tensor, Tensor]
+                  ) -> tuple[Tensor, Tensor]:
+        x, y = batch
+        output = forward(x)
+        return loss_fn(output, y), output.detach()
+    return objective
 
 
 def use_tensor_lr(optimizer: torch.optim.Optimizer, device: torch.device | str | None = None
@@ -114,7 +142,8 @@ def _base_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
 
 
 def capture_blockers(optimizer: torch.optim.Optimizer, device: torch.device | str,
-                     model: nn.Module | None = None) -> list[str]:
+                     model: nn.Module | None = None,
+                     scaler: torch.amp.GradScaler | None = None) -> list[str]:
     """Why the step of ``optimizer`` (on ``model``; default: the optimizer's own
     ``model``) cannot be recorded in a CUDA graph on ``device`` (an empty list: it
     can). Each entry names the problem and its fix."""
@@ -128,6 +157,9 @@ def capture_blockers(optimizer: torch.optim.Optimizer, device: torch.device | st
     if getattr(optimizer, "sync", "global") == "local" or (
             torch.distributed.is_available() and torch.distributed.is_initialized()):
         problems.append("data-parallel steps are not recorded: use mode='eager' or 'compile'")
+    if scaler is not None and scaler.is_enabled():
+        problems.append("an fp16 GradScaler reads the overflow flag on the host: use bf16, "
+                        "or mode='eager'")
     if torch.is_anomaly_enabled():
         problems.append("autograd anomaly detection checks every gradient on the host: "
                         "turn it off (torch.autograd.set_detect_anomaly(False))")
@@ -136,7 +168,7 @@ def capture_blockers(optimizer: torch.optim.Optimizer, device: torch.device | st
         lr = group["lr"]
         if not isinstance(lr, Tensor):
             problems.append(f"param group {i}: lr is a Python number, frozen into the graph at "
-                            "recording: call benchmarks.fast.step.use_tensor_lr(optimizer) first")
+                            "recording: call benchmarks.training.step.use_tensor_lr(optimizer) first")
         elif lr.device.type != device.type:
             problems.append(f"param group {i}: lr tensor is on {lr.device}, not {device}")
         if isinstance(base, torch.optim.SGD) and not group.get("fused"):
@@ -158,13 +190,15 @@ def capture_blockers(optimizer: torch.optim.Optimizer, device: torch.device | st
 
 
 class TrainStep:
-    """``step(x, y) -> StepOutput``: one full training step of ``optimizer`` on ``model``.
+    """``step(batch) -> StepOutput``: one full training step of ``optimizer`` on ``model``.
 
     ``optimizer`` is a ``vasso`` optimizer (SAM, VaSSO, ...; ``step(closure)``
     runs both passes, the perturbation, the restore and the base step) or a plain
-    ``torch.optim`` optimizer (one pass, then its step). ``loss_fn(output,
-    target)`` returns the mean loss. ``autocast_dtype``: e.g. ``torch.bfloat16``
-    to run the passes under autocast (``None``: full precision).
+    ``torch.optim`` optimizer (one pass, then its step). ``objective(forward,
+    batch)`` returns ``(loss, extras)`` (see the module docstring; default:
+    :func:`supervised` cross-entropy). ``autocast_dtype``: e.g. ``torch.bfloat16``
+    to run the passes under autocast (``None``: full precision); ``scaler`` and
+    ``clip_grad_norm``: see the module docstring.
     ``compile_options``: keyword arguments of ``torch.compile`` in ``"compile"``
     mode (e.g. ``{"mode": "max-autotune-no-cudagraphs"}``).
 
@@ -174,15 +208,20 @@ class TrainStep:
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy, *,
+                 objective: Objective | None = None, *,
                  mode: str = "auto", autocast_dtype: torch.dtype | None = None,
+                 scaler: torch.amp.GradScaler | None = None, clip_grad_norm: float | None = None,
                  warmup_steps: int = 3, compile_options: dict | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if warmup_steps < 1:
             raise ValueError("warmup_steps must be >= 1: the optimizer state must exist "
                              "before a graph is recorded")
-        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.model, self.optimizer = model, optimizer
+        self.objective = objective if objective is not None else supervised()
+        self.scaler = scaler if scaler is not None and scaler.is_enabled() else None
+        self.clip_grad_norm = clip_grad_norm
+        self.sharpness_aware = hasattr(optimizer, "first_step")
         self.device = next(model.parameters()).device
         if mode == "auto":
             mode = "graph" if self.device.type == "cuda" else "eager"
@@ -190,17 +229,17 @@ class TrainStep:
         self.warmup_steps = warmup_steps
         self.fallback_reason: str | None = None
         self.mode = mode
-        self._forward: Callable[[Tensor], Tensor] = model
+        self._forward: Callable[..., Any] = model
         if mode == "compile":
             self._forward = torch.compile(model, **(compile_options or {}))
         self._calls = 0
         self.replays = 0
         self._stream: torch.cuda.Stream | None = None  # warm-up and recording, created once
         self._graph: torch.cuda.CUDAGraph | None = None
-        self._static: tuple[Tensor, Tensor] | None = None
+        self._static: Any = None  # the batch's static input buffers
         self._static_out: StepOutput | None = None
         if mode == "graph":
-            blockers = capture_blockers(optimizer, self.device, model)
+            blockers = capture_blockers(optimizer, self.device, model, self.scaler)
             if blockers:
                 self._fall_back("; ".join(blockers))
 
@@ -213,46 +252,65 @@ class TrainStep:
         # stale at replay (torch.cuda.graph's documented requirement).
         return torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=False)
 
-    def _run(self, x: Tensor, y: Tensor) -> StepOutput:
+    def _run(self, batch: Any) -> StepOutput:
         """The step, eagerly: what every mode executes or records."""
-        first: list[Tensor] = []
+        first: list[Any] = []
 
         def closure() -> Tensor:
             # vasso optimizers zero the gradients before each call themselves; a
             # plain optimizer does not. set_to_none launches no kernel.
             self.optimizer.zero_grad(set_to_none=True)
             with torch.enable_grad(), self._autocast():
-                output = self._forward(x)
-                loss = self.loss_fn(output, y)
-            loss.backward()
-            if not first:  # the clean first pass gives the step's loss and output
-                first.extend((loss.detach().float(), output.detach()))
+                loss, extras = self.objective(self._forward, batch)
+            (self.scaler.scale(loss) if self.scaler else loss).backward()
+            if not first:  # the clean first pass gives the step's loss and extras
+                first.extend((loss.detach().float(), extras))
             return loss
 
-        self.optimizer.step(closure)
+        if self.sharpness_aware:  # both passes, and its own clipping and scaler handling
+            self.optimizer.step(closure, scaler=self.scaler)
+        elif self.scaler or self.clip_grad_norm is not None:
+            closure()
+            self._unscale_clip_step()
+        else:
+            self.optimizer.step(closure)
         return StepOutput(*first)
 
-    def __call__(self, x: Tensor, y: Tensor) -> StepOutput:
+    def _unscale_clip_step(self) -> None:
+        """A plain optimizer's step after the backward: unscale, clip, step."""
+        scaler = self.scaler
+        if self.clip_grad_norm is not None:
+            if scaler:
+                scaler.unscale_(self.optimizer)
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
+        if scaler:
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            self.optimizer.step()
+
+    def __call__(self, batch: Any) -> StepOutput:
         self._calls += 1
         if self.mode != "graph":
-            return self._run(x, y)
+            return self._run(batch)
         if self._static is None:
             # Static buffers keep the batch's memory format (channels_last stays so).
-            self._static = (torch.empty_like(x), torch.empty_like(y))
-        static_x, static_y = self._static
-        if x.shape != static_x.shape or x.dtype != static_x.dtype or y.shape != static_y.shape:
-            raise ValueError(f"graph mode needs every batch of one shape: recorded for inputs "
-                             f"{tuple(static_x.shape)} {static_x.dtype}, got {tuple(x.shape)} "
-                             f"{x.dtype}; drop the last partial batch (drop_last=True)")
-        static_x.copy_(x)
-        static_y.copy_(y)
+            self._static = tree_map(torch.empty_like, batch)
+        for static, new in zip(tree_flatten(self._static)[0], tree_flatten(batch)[0]):
+            if new.shape != static.shape or new.dtype != static.dtype:
+                raise ValueError(f"graph mode needs every batch of one shape: recorded for an "
+                                 f"input {tuple(static.shape)} {static.dtype}, got "
+                                 f"{tuple(new.shape)} {new.dtype}; drop the last partial batch "
+                                 "(drop_last=True)")
+            static.copy_(new)
         if self._graph is not None:
             self._graph.replay()
             self._count_replay()
             return self._static_out
         if self._calls <= self.warmup_steps:
-            return self._warmup_step(static_x, static_y)
-        return self._record_and_replay(static_x, static_y)
+            return self._warmup_step(self._static)
+        return self._record_and_replay(self._static)
 
     # ------------------------------------------------------------------ CUDA graph
 
@@ -264,13 +322,13 @@ class TrainStep:
             self._stream = torch.cuda.Stream(self.device)
         return self._stream
 
-    def _warmup_step(self, x: Tensor, y: Tensor) -> StepOutput:
+    def _warmup_step(self, batch: Any) -> StepOutput:
         side, current = self._side_stream(), torch.cuda.current_stream(self.device)
         side.wait_stream(current)
         with torch.cuda.stream(side), warnings.catch_warnings():
             # A capturable Adam warns when it steps outside a capture: expected here.
             warnings.filterwarnings("ignore", "This instance was constructed with capturable=True")
-            out = self._run(x, y)
+            out = self._run(batch)
         current.wait_stream(side)
         return out
 
@@ -282,7 +340,7 @@ class TrainStep:
         if callable(count):
             count()
 
-    def _record_and_replay(self, x: Tensor, y: Tensor) -> StepOutput:
+    def _record_and_replay(self, batch: Any) -> StepOutput:
         graph = torch.cuda.CUDAGraph()
         stream_before = torch.cuda.current_stream(self.device)
         # The host-side counters of a vasso optimizer, which the recording's Python side
@@ -296,7 +354,7 @@ class TrainStep:
         try:
             with torch.cuda.graph(graph, stream=self._side_stream(),
                                   capture_error_mode="thread_local"):
-                out = self._run(x, y)
+                out = self._run(batch)
         except Exception as err:  # noqa: BLE001 - any failure to record means: run eagerly
             # Nothing ran during the failed recording (kernels are only recorded), so
             # parameters and optimizer state are those after the last real step; the
@@ -310,7 +368,7 @@ class TrainStep:
             self._undo_failed_recording(graph, stream_before, err)
             self._fall_back(f"recording the CUDA graph failed: {type(err).__name__}: {err}")
             self._graph = None
-            return self._run(x, y)
+            return self._run(batch)
         self._graph, self._static_out = graph, out
         graph.replay()  # recording ran nothing: this executes this call's step
         return out
