@@ -28,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Mapping
 
-from benchmarks.config import METHOD_RHO, OPTIMIZERS, TrainConfig
+from benchmarks.config import METHOD_RHO, OPTIMIZERS, TASK_DEFAULTS, TrainConfig
 from benchmarks.methods import METHODS, unused_fields
 
 __all__ = ["Experiment", "EXPERIMENTS", "get", "grid", "load", "method_settings", "OPTIMIZERS"]
@@ -100,8 +100,8 @@ def method_settings(point: Mapping[str, Any]) -> dict[str, Any]:
     if optimizer not in METHODS:
         raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
     method = METHODS[optimizer]
-    settings = {name: _default(name)
-                for name in unused_fields(optimizer, point.get("base", _default("base")))}
+    base = point.get("base") or TASK_DEFAULTS[point["task"]]["base"]
+    settings = {name: _default(name) for name in unused_fields(optimizer, base)}
     if method.default_rho is not None:
         sam_rho = point.get("rho", METHOD_RHO["sam"])
         settings["rho"] = round(sam_rho * method.default_rho / METHOD_RHO["sam"], 6)

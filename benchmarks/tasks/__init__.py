@@ -5,9 +5,11 @@ from __future__ import annotations
 from .base import Metric, Task, TaskData, TrainLoss
 from .cifar import CifarTask
 from .digits import DigitsTask
+from .glue import GlueTask
 from .mnist1d import Mnist1dTask
 
-TASKS: dict[str, Task] = {"digits": DigitsTask(), "mnist1d": Mnist1dTask(), "cifar": CifarTask()}
+TASKS: dict[str, Task] = {"digits": DigitsTask(), "mnist1d": Mnist1dTask(), "cifar": CifarTask(),
+                          "glue": GlueTask()}
 
 
 def get_task(name: str) -> Task:
