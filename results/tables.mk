@@ -13,7 +13,7 @@
 
 SLURM_ARGS ?=
 
-.PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta
+.PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta table-glue
 
 # `demo` waits for its cells. When one fails, the table is rendered all the
 # same (it lists the failed cell and its error) and make then fails.
@@ -44,3 +44,8 @@ table-label-noise: install  ## label-noise table and figure: launch what is miss
 figure-theta: install  ## VaSSO's theta sweep figure: launch what is missing, render what is done
 	$(PY) -m slurm launch theta $(SLURM_ARGS)
 	$(PY) -m results theta
+
+# GLUE needs its data and roberta-base placed under $VASSO_DATA first (docs/glue.md).
+table-glue: install  ## GLUE dev table (8 tasks x AdamW/SAM/VaSSO x 5 seeds): launch what is missing, render what is done
+	$(PY) -m slurm launch glue $(SLURM_ARGS)
+	$(PY) -m results glue
