@@ -51,6 +51,9 @@ class Experiment:
     # ({"mrpc": ("f1", "acc"), "stsb": ("pearson", "spearman")}).
     metrics: tuple[str, ...] = ()
     column_metrics: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # A last column averaging this test metric over the columns (per seed), e.g. GLUE's
+    # "score"; None: no average column.
+    average: str | None = None
 
     def __post_init__(self) -> None:
         strangers = [c for c in self.cells if c.experiment != self.name]
@@ -315,7 +318,8 @@ COMMON_GLUE = dict(task="glue", experiment="glue", model="roberta-base", base="a
                    precision="bf16")
 # A column of the glue table shows GLUE's metric(s) of its task (docs/glue.md).
 GLUE_COLUMN_METRICS = {"mrpc": ("f1", "acc"), "qqp": ("acc", "f1"), "stsb": ("pearson", "spearman"),
-                       "mnli": ("acc_m", "acc_mm")}
+                       "mnli": ("acc_m", "acc_mm"), "cola": ("mcc",), "sst2": ("acc",),
+                       "qnli": ("acc",), "rte": ("acc",)}
 
 
 def _glue(optimizers: Iterable[str] = GLUE_OPTIMIZERS) -> Experiment:
@@ -333,6 +337,7 @@ def _glue(optimizers: Iterable[str] = GLUE_OPTIMIZERS) -> Experiment:
         cells=cells,
         columns=("dataset",),
         column_metrics=GLUE_COLUMN_METRICS,
+        average="score",
     )
 
 

@@ -115,3 +115,21 @@ def cli(args: list[str], **kwargs) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "benchmarks", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def kill_after_first_checkpoint(args: list[str], run: pathlib.Path, timeout_s: float) -> None:
+    """Start ``python -m benchmarks ARGS``, SIGKILL it as soon as ``run`` holds a
+    checkpoint, and check that it was killed before it finished."""
+    import signal
+    import time
+
+    proc = cli(args)
+    deadline = time.monotonic() + timeout_s
+    while not (run / "checkpoint.pt").exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, f"no checkpoint after {timeout_s:g} s"
+        time.sleep(0.01)
+    proc.kill()
+    proc.communicate()  # reaps it and closes its output pipe
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "result.json").exists(), "the run finished before it was killed"

@@ -4,16 +4,13 @@ RTE and on STS-B (regression), resumed exactly after SIGKILL; the one-line error
 
 from __future__ import annotations
 
-import json
 import pathlib
-import signal
-import time
 
 import pytest
 import torch
 
 import glue_fixtures as gf
-from bench_fixtures import cli, read_metrics, read_result
+from bench_fixtures import kill_after_first_checkpoint, read_metrics, read_result
 from benchmarks.__main__ import main
 from benchmarks.config import TrainConfig, run_dir, to_argv
 from benchmarks.engine import train
@@ -57,16 +54,7 @@ def test_a_few_steps_through_the_cli_resume_exactly_after_sigkill(data_dir, tmp_
     assert result["primary"] == "score" and metric in result["final"]["test"]
     cfg = cell(data_dir, tmp_path / "killed", dataset, optimizer)
     run = run_dir(cfg)
-    proc = cli(to_argv(cfg))
-    deadline = time.monotonic() + 300
-    while not (run / "checkpoint.pt").exists():
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "no checkpoint after 300 s"
-        time.sleep(0.01)
-    proc.kill()
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (run / "result.json").exists(), "the run finished before it was killed"
+    kill_after_first_checkpoint(to_argv(cfg), run, timeout_s=300)
     assert main(to_argv(cfg)) == 0
     assert_same_run(run, run_dir(reference))
 

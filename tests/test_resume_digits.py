@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 import pytest
 import torch
@@ -20,7 +19,7 @@ from benchmarks.__main__ import main
 from benchmarks.config import TrainConfig, run_dir, to_argv
 from benchmarks.engine import Preempted, train
 from benchmarks.training.signals import ignore_stop_signals
-from bench_fixtures import cli, read_metrics, read_result
+from bench_fixtures import kill_after_first_checkpoint, read_metrics, read_result
 
 EPOCHS = 8
 
@@ -51,16 +50,7 @@ def assert_same_run(run, reference):
 def test_sigkill_then_relaunch_equals_uninterrupted(tmp_path, reference):
     cfg = cell(tmp_path)
     run = run_dir(cfg)
-    proc = cli(to_argv(cfg))
-    deadline = time.monotonic() + 120
-    while not (run / "checkpoint.pt").exists():
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "no checkpoint after 120 s"
-        time.sleep(0.01)
-    proc.kill()
-    proc.communicate()  # reaps it and closes its output pipe
-    assert proc.returncode == -signal.SIGKILL
-    assert not (run / "result.json").exists(), "the run finished before it was killed"
+    kill_after_first_checkpoint(to_argv(cfg), run, timeout_s=120)
     # Relaunch the same command (in-process: the same argv through the CLI's main).
     assert main(to_argv(cfg)) == 0
     assert_same_run(run, reference)
