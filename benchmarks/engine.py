@@ -58,6 +58,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from . import collapse
 from .config import ConfigError, TrainConfig, cell_id, run_dir
 from .methods import build_optimizer
+from .monitor import Monitor, wanted as monitor_wanted
 from .progress import Progress
 from .rundir import RunDir, WriteFailed
 from .tasks import Task, TaskData, get_task
@@ -240,15 +241,20 @@ class Trainer:
         """Evaluate, append the test line, keep it as the final and maybe the best one."""
         pos = self.pos
         test = self.evaluate()
-        self.rundir.append_metrics([{"epoch": epoch, "step": pos.step, "lr": self._lr(),
-                                     "split": "test", **test, "time_s": self._elapsed()}])
-        pos.metrics_lines += 1
+        self._log({"epoch": epoch, "step": pos.step, "lr": self._lr(), "split": "test", **test,
+                   "time_s": self._elapsed()})
         pos.final = {"epoch": epoch, "step": pos.step, "test": test}
         if train is not None:
             pos.final["train"] = train
         if self.primary.better(test[self.primary.name], pos.best and pos.best["test"][self.primary.name]):
             pos.best = {"epoch": epoch, "step": pos.step, "test": test}
         return test
+
+    def _log(self, line: dict[str, Any]) -> None:
+        """One metrics line: to metrics.jsonl, and to the live monitor (TensorBoard)."""
+        self.rundir.append_metrics([line])
+        self.pos.metrics_lines += 1
+        self.monitor.lines([line])
 
     def _preempt(self) -> None:
         self._checkpoint()
@@ -261,6 +267,8 @@ class Trainer:
         cfg, pos = self.cfg, self.pos
         self.tic = time.perf_counter()
         progress = Progress(cfg.progress, self.epochs, self.steps_per_epoch)
+        # After a resume: what an earlier start logged after its checkpoint is dropped.
+        self.monitor = Monitor.open(self.rundir.path, resumed_at=pos.step)
         try:
             while pos.step < self.total_steps:
                 if self.stop.requested:
@@ -278,7 +286,9 @@ class Trainer:
                     # (a host read) only on the steps it prints, as it does the loss.
                     progress.step(pos.step_in_epoch, loss, self.base.param_groups[0]["lr"])
                     if pos.step_in_epoch % progress.interval == 0:
-                        self._check_finite()
+                        self._check_finite()  # a host read: the monitor's read rides on it
+                        self.monitor.record(pos.step, loss=loss)
+                        self.monitor.flush()
                     if pos.step_in_epoch < stop:
                         self._every_steps()
                     if self.stop.requested:
@@ -286,6 +296,7 @@ class Trainer:
                 self._end_epoch(progress)
         finally:
             progress.close()
+            self.monitor.close()
         return self._finish()
 
     def _every_steps(self) -> None:
@@ -305,9 +316,8 @@ class Trainer:
         pos.epoch += 1
         pos.step_in_epoch = 0
         self.sums = Sums()
-        self.rundir.append_metrics([{"epoch": pos.epoch, "step": pos.step, "lr": self._lr(),
-                                     "split": "train", **train, "time_s": self._elapsed()}])
-        pos.metrics_lines += 1
+        self._log({"epoch": pos.epoch, "step": pos.step, "lr": self._lr(), "split": "train", **train,
+                   "time_s": self._elapsed()})
         summary = f"epoch {pos.epoch}/{self.epochs}: train {self._show(train)}"
         if (pos.epoch % cfg.eval_every == 0 or pos.step == self.total_steps
                 or (cfg.eval_every_steps and pos.step % cfg.eval_every_steps == 0)):
@@ -369,6 +379,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     error.json written when it still can be), NonFiniteLoss or any other exception
     (error.json written).
     """
+    try:
+        monitor_wanted()  # a bad VASSO_TENSORBOARD is bad input: said before anything is written
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     rundir = RunDir(run_dir(cfg))
     done = rundir.finished_result()
     if done is not None:

@@ -12,6 +12,8 @@ This module is the only place that names a file of a run directory; ``slurm/`` a
   before it; a new checkpoint is verified before the previous one is dropped;
 - ``result.json``: written last; its presence means done;
 - ``error.json`` (the run failed) and ``previous_errors.jsonl`` (earlier failures);
+- ``tensorboard/``: TensorBoard event files of the live monitor, when it is on
+  (:mod:`benchmarks.monitor`; one file per start);
 - ``.lock``: the engine working in the cell (host, pid, process start, Slurm job id),
   created exclusively;
 - ``.claim``: the local runner that will start the cell (it is then pending);
@@ -61,6 +63,7 @@ CONFIG, META, METRICS = "config.json", "meta.json", "metrics.jsonl"
 CHECKPOINT, PREVIOUS_CHECKPOINT = "checkpoint.pt", "checkpoint.prev.pt"
 RESULT, ERROR, PREVIOUS_ERRORS = "result.json", "error.json", "previous_errors.jsonl"
 LOCK, CLAIM, DAMAGED = ".lock", ".claim", "damaged"
+TENSORBOARD = "tensorboard"  # the live monitor's event files (benchmarks.monitor)
 # The sweep's own files, beside the run directories: <runs_dir>/<experiment>/.sweep/
 SWEEP, LEDGER, LAUNCH_LOCK = ".sweep", "jobs.jsonl", "launch.lock"
 # The files whose presence says that a cell was started.
@@ -496,8 +499,9 @@ class RunDir:
         meta.update(versions=versions(), git_commit=git_commit(), host=socket.gethostname(),
                     device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                     argv=sys.argv, **extra)
-        meta.setdefault("starts", []).append({
-            "time": now(), "host": meta["host"], "pid": os.getpid(), "slurm_job_id": job,
+        meta.setdefault("starts", []).append({  # per start: a resumed run may be another commit's
+            "time": now(), "host": meta["host"], "device": meta["device"], "git_commit": meta["git_commit"],
+            "pid": os.getpid(), "slurm_job_id": job,
             "slurm_restart_count": int(restarts) if restarts and restarts.isdigit() else None})
         atomic_write_json(self.file(META), meta)
 

@@ -26,8 +26,7 @@ from typing import Any
 
 from benchmarks.config import ArgumentParser
 
-from .grid import resolve_runs_dir
-from .grid import ExperimentError
+from .grid import ExperimentError, Grid, resolve_runs_dir
 from .runs import AT, Problem
 
 
@@ -82,6 +81,20 @@ class EmptyRendering(ValueError):
     """A table with numbers would be replaced by one without any."""
 
 
+def draw_figures(grid: Grid, folder: Path) -> list[Path]:
+    """Write the grid's figures, `<folder>/NAME-<kind>.{pdf,png}`; the paths written.
+    What they skip (a cut line in metrics.jsonl) is added to `grid.problems`."""
+    from . import plots
+
+    figures = [("curves", lambda: plots.plot_curves(grid, grid.problems))]
+    if grid.figure in ("noise", "theta"):
+        figures.append((grid.figure, lambda: plots.plot_sweep(grid)))
+    written = []
+    for kind, draw in figures:
+        written += plots.save(draw(), folder / f"{grid.name}-{kind}")
+    return written
+
+
 def render(experiment: Any, runs_dir: Path | None, out: Path, at: str,
            overwrite_empty: bool = False) -> tuple[list[Path], list[Problem]]:
     """Write the experiment's tables and figures under `out`; the paths written and the problems met.
@@ -90,7 +103,7 @@ def render(experiment: Any, runs_dir: Path | None, out: Path, at: str,
     there holds numbers (unless `overwrite_empty`: then the experiment's old
     figures, which the empty table would contradict, are removed).
     """
-    from . import plots, render as tables
+    from . import render as tables
     from .grid import collect
 
     grid = collect(experiment, runs_dir=runs_dir, at=at)
@@ -106,11 +119,7 @@ def render(experiment: Any, runs_dir: Path | None, out: Path, at: str,
     written = []
     # Figures first: what they skip (a cut line in metrics.jsonl) is listed under the table too.
     if any_done:
-        figures = [("curves", lambda: plots.plot_curves(grid, grid.problems))]
-        if grid.figure in ("noise", "theta"):
-            figures.append((grid.figure, lambda: plots.plot_sweep(grid)))
-        for kind, draw in figures:
-            written += plots.save(draw(), out / "figures" / f"{grid.name}-{kind}")
+        written += draw_figures(grid, out / "figures")
     elif overwrite_empty:
         for kind in FIGURE_KINDS:
             for stale in (out / "figures" / f"{grid.name}-{kind}{suffix}" for suffix in (".pdf", ".png")):
@@ -125,25 +134,32 @@ def render(experiment: Any, runs_dir: Path | None, out: Path, at: str,
     return written, grid.problems
 
 
+def checked_folders(runs_dir: Path | None, out: Path) -> Path:
+    """The runs dir to read (--runs-dir, $VASSO_RUNS, ./runs), which must exist, after checking
+    that `out` is writable: bad input is a ValueError saying what to pass, before any run is read."""
+    from benchmarks.rundir import check_writable
+
+    resolved = resolve_runs_dir(runs_dir)
+    if not resolved.is_dir():
+        given = "--runs-dir" if runs_dir else ("$VASSO_RUNS" if os.environ.get("VASSO_RUNS") else "the default")
+        raise ValueError(f"runs dir {resolved} ({given}) does not exist; pass --runs-dir with the folder "
+                         "that holds the runs (`python -m slurm launch` writes them)")
+    check_writable(out, "--out")  # a ConfigError, a ValueError
+    return resolved
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from benchmarks.experiments import get
-    from benchmarks.rundir import check_writable
 
     try:
         experiment = get(args.experiment, args.experiments_module)
     except ValueError as exc:
         print(f"python -m results: {exc}", file=sys.stderr)
         return 2
-    runs_dir = resolve_runs_dir(args.runs_dir)
-    if not runs_dir.is_dir():
-        given = "--runs-dir" if args.runs_dir else ("$VASSO_RUNS" if os.environ.get("VASSO_RUNS") else "the default")
-        print(f"python -m results: error: runs dir {runs_dir} ({given}) does not exist; pass --runs-dir "
-              "with the folder that holds the runs (`python -m slurm launch` writes them)", file=sys.stderr)
-        return 2
-    try:  # before reading a single run: an unwritable --out is bad input, not a traceback
-        check_writable(args.out, "--out")
-    except ValueError as exc:  # a ConfigError
+    try:
+        runs_dir = checked_folders(args.runs_dir, args.out)
+    except ValueError as exc:
         print(f"python -m results: error: {exc}", file=sys.stderr)
         return 2
     try:

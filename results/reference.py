@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 PAPER_CSV = Path(__file__).parent / "reference" / "paper.csv"
+RECIPE_MD = Path(__file__).resolve().parent.parent / "docs" / "recipe.md"  # the official code beside the suite
 REFERENCE_NOTE = "≈: the paper's value, read off the official README's figure (results/reference/paper.csv)"
 _COLUMNS = ("experiment", "dataset", "model", "method", "metric", "value", "uncertainty", "source")
 
@@ -71,3 +72,12 @@ class ReferenceTable:
         if any(p is None for p in parts):
             return None
         return self._values.get(_key(experiment, *parts))
+
+
+def recipe_rows(path: Path = RECIPE_MD) -> list[dict[str, str]]:
+    """The rows of the one table of docs/recipe.md (the CIFAR recipe, setting by setting:
+    the official code, the paper, the suite, why they differ), keyed by its header."""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("|")]
+    split = lambda line: [cell.strip() for cell in line.strip().strip("|").split("|")]
+    header = split(lines[0])
+    return [dict(zip(header, split(line))) for line in lines[2:]]

@@ -13,7 +13,7 @@
 
 SLURM_ARGS ?=
 
-.PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta table-glue
+.PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta table-glue report tensorboard
 
 # `demo` waits for its cells. When one fails, the table is rendered all the
 # same (it lists the failed cell and its error) and make then fails.
@@ -49,3 +49,16 @@ figure-theta: install  ## VaSSO's theta sweep figure: launch what is missing, re
 table-glue: install  ## GLUE dev table (8 tasks x AdamW/SAM/VaSSO x 5 seeds): launch what is missing, render what is done
 	$(PY) -m slurm launch glue $(SLURM_ARGS)
 	$(PY) -m results glue
+
+# Renders only: nothing is launched or trained. `make report` right after `make demo`
+# shows the demo's table and figure, and every other experiment as not yet run with
+# the command that starts it.
+report: install  ## every experiment in one PDF and one web page: outputs/report/report.{pdf,html}
+	$(PY) -m results.report
+
+# TensorBoard reads the event files the engine writes into each run directory
+# (benchmarks/monitor.py): on by default in a Slurm job, VASSO_TENSORBOARD=1 elsewhere.
+# TENSORBOARD_ARGS passes options, e.g. `make tensorboard TENSORBOARD_ARGS="--port 6007 --bind_all"`.
+TENSORBOARD_ARGS ?=
+tensorboard: install  ## TensorBoard on the runs directory (VASSO_RUNS, else ./runs): live curves of running cells
+	$(PY) -m tensorboard.main --logdir "$${VASSO_RUNS:-runs}" $(TENSORBOARD_ARGS)

@@ -8,7 +8,8 @@ on a node busy with other jobs theirs would only queue, so it skips, saying how
 busy the node is, instead of letting them time out. CI always brings its own,
 idle cluster up first (``.ci/run``) and sets ``VASSO_REQUIRE_SLURM=1``, so that
 there a missing or busy cluster fails instead of skipping. The LaTeX test likewise
-takes the ``pdflatex`` fixture (``VASSO_REQUIRE_LATEX=1`` in CI). The only tests CI
+takes the ``pdflatex`` fixture (``VASSO_REQUIRE_LATEX=1`` in CI), the report's browser test
+the ``chromium`` fixture (``VASSO_REQUIRE_BROWSER=1``). The only tests CI
 may skip are those that need a CUDA device; their skip reason starts with "needs a
 CUDA device" (``.ci/run`` checks it).
 
@@ -30,6 +31,7 @@ import torch
 
 torch.set_num_threads(1)
 os.environ["VASSO_SKIP_DATA_CHECKSUMS"] = "1"  # see the module docstring
+os.environ["VASSO_TENSORBOARD"] = "0"  # no event files from the tests' runs (benchmarks.monitor), Slurm jobs too
 
 
 def _slurm_node_state() -> str | None:
@@ -106,4 +108,14 @@ def pdflatex() -> str:
     if path is None:
         skip_or_fail("pdflatex not installed (bash scripts/install-latex.sh); the LaTeX "
                      "structure is tested without it", "VASSO_REQUIRE_LATEX")
+    return path
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Headless Chromium and pdftotext (``bash scripts/install-browser.sh`` installs both)."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None or shutil.which("pdftotext") is None:
+        skip_or_fail("chromium or pdftotext not installed (bash scripts/install-browser.sh); the "
+                     "report's HTML and LaTeX are tested without them", "VASSO_REQUIRE_BROWSER")
     return path

@@ -435,6 +435,9 @@ def test_threads_are_pinned_recorded_and_not_part_of_the_cell(tmp_path, monkeypa
     assert meta["threads"]["intra_op"] == 2
     start = meta["starts"][-1]
     assert (start["slurm_job_id"], start["slurm_restart_count"]) == ("123", 2)
+    # Per start, for the report: a run resumed by another commit of the suite shows it.
+    assert (start["git_commit"], start["device"]) == (rundir.git_commit(), "cpu")
+    assert start["git_commit"] is None or len(start["git_commit"]) == 40
     assert "threads" not in cell_fields(cfg)
 
 

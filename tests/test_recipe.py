@@ -24,6 +24,7 @@ from benchmarks import engine
 from benchmarks import experiments as E
 from benchmarks.config import ConfigError, TrainConfig, run_dir
 from bench_fixtures import read_metrics
+from results import reference
 
 RECIPE = Path(__file__).resolve().parent.parent / "docs" / "recipe.md"
 PAPER_CIFAR = ("cifar10", "cifar100", "label-noise", "theta")
@@ -104,13 +105,11 @@ def test_cosine_epoch_refuses_a_warm_up():
 # -- docs/recipe.md against the experiments ------------------------------------------
 
 def recipe_rows() -> list[dict[str, str]]:
-    """The rows of the one table of docs/recipe.md, keyed by its header."""
+    """The rows of the one table of docs/recipe.md, keyed by its header (as the report reads them)."""
     lines = [line for line in RECIPE.read_text(encoding="utf-8").splitlines() if line.startswith("|")]
-    split = lambda line: [cell.strip() for cell in line.strip().strip("|").split("|")]
-    header = split(lines[0])
     assert set(lines[1].replace("|", "").strip()) <= set("-: "), "the table's second line is its rule"
-    rows = [dict(zip(header, split(line))) for line in lines[2:]]
-    assert all(len(row) == len(header) for row in rows)
+    rows = reference.recipe_rows(RECIPE)
+    assert len(rows) == len(lines) - 2 and all(len(row) == len(rows[0]) for row in rows)
     return rows
 
 

@@ -51,3 +51,21 @@ def test_paper_targets_launch_with_slurm_args_then_render(tmp_path, target, expe
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "calls.log").read_text().splitlines() == [
         f"-m slurm launch {experiment} --partition gpu --only seed=0", f"-m results {experiment}"]
+
+
+@pytest.mark.parametrize("target, environment, call", [
+    ("report", {}, "-m results.report"),
+    ("tensorboard", {}, "-m tensorboard.main --logdir runs"),
+    ("tensorboard", {"VASSO_RUNS": "/scratch/runs"}, "-m tensorboard.main --logdir /scratch/runs"),
+])
+def test_report_and_tensorboard_targets(tmp_path, monkeypatch, target, environment, call):
+    fake = tmp_path / "fake-python"
+    fake.write_text('#!/bin/sh\necho "$*" >> calls.log\nexit 0\n')
+    fake.chmod(0o755)
+    (tmp_path / "Makefile").write_text(f"PY := {fake}\ninstall:\ninclude {TABLES_MK}\n")
+    monkeypatch.delenv("VASSO_RUNS", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    run = subprocess.run(["make", "-s", target], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert [line.strip() for line in (tmp_path / "calls.log").read_text().splitlines()] == [call]
