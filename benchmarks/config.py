@@ -112,7 +112,7 @@ FAST_TASKS = ("cifar",)
 # Fields that say where things live, how they are shown and which code path runs the
 # cell; they are not part of a cell (a cell's results must not depend on them).
 LOCATION_FIELDS = ("data_dir", "runs_dir", "device", "download", "progress", "num_workers",
-                   "fast", "threads", "stop_on_collapse", "checkpoint_every_steps")
+                   "fast", "threads", "stop_on_collapse", "checkpoint_every_steps", "snapshot_every")
 
 
 def _default_data_dir() -> str:
@@ -263,6 +263,8 @@ class TrainConfig:
     stop_on_collapse: bool = _opt("stop a run whose training loss has collapsed to the "
                                   "uniform-prediction level (docs/collapse.md; error.json, exit 1) "
                                   "instead of training every epoch", default=False)
+    snapshot_every: int = _opt("also keep the model's weights every k epochs in snapshots/ "
+                               "(for python -m benchmarks.diagnose; 0: none)", default=0)
 
     def __post_init__(self) -> None:
         if self.task not in TASK_DEFAULTS:

@@ -22,9 +22,12 @@ which is what the test of this module checks.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -119,3 +122,72 @@ def measure(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
                 buffer.copy_(saved)
         model.train(was_training)
     return adversary_alignment(full, grads, thetas, warmup)
+
+
+# -- python -m benchmarks.diagnose RUN_DIR --------------------------------------------
+
+DEFAULT_THETAS = (1.0, 0.9, 0.4, 0.2, 0.1)
+
+
+def diagnose_run(run: Any, thetas: Sequence[float], steps: int, warmup: int,
+                 subset: int | None) -> list[dict[str, Any]]:
+    """Every set of weights of a run (benchmarks.trained.TrainedRun), taken after epoch e:
+    e* from the whole training set as the next epoch serves it (or the first ``subset``
+    samples of its order), scored over the ``warmup + steps`` minibatches training went
+    on with (from that epoch's first); one record per weights and theta."""
+    batch = run.cfg.batch_size
+    records = []
+    for weights in run.weights:
+        model = run.model(weights)
+        full = run.epoch_batches(weights.epoch, None if subset is None else -(-subset // batch))
+        minibatches = run.following_batches(weights.epoch, warmup + steps)
+        for found in measure(model, run.loss_fn, full, minibatches, thetas, warmup):
+            records.append({"epoch": weights.epoch, "step": weights.step, "source": str(weights.source),
+                            "samples": sum(len(y) for _, y in full), **dataclasses.asdict(found)})
+    return records
+
+
+def _thetas(text: str) -> list[float]:
+    return [float(t) for t in text.split(",")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .rundir import atomic_write_json
+    from .trained import NoWeights, open_run, run_parser
+
+    parser = run_parser("python -m benchmarks.diagnose", (
+        "SAM's and VaSSO's adversaries against the full-gradient one, at every snapshot "
+        "(--snapshot-every) and the last checkpoint of a run: ||e_t - e*||/rho and cos(e_t, e*)."))
+    parser.add_argument("--thetas", type=_thetas, default=list(DEFAULT_THETAS),
+                        help="VaSSO's theta values, comma-separated; 1 is SAM (default: 1,0.9,0.4,0.2,0.1)")
+    parser.add_argument("--steps", type=int, default=20, help="minibatches scored (K, default 20)")
+    parser.add_argument("--warmup", type=int, default=10,
+                        help="minibatches before them, not scored: VaSSO's average forgets its start (default 10)")
+    parser.add_argument("--subset", type=int, default=None,
+                        help="e* from the first N training samples of the epoch's order "
+                        "(default: the whole training set)")
+    args = parser.parse_args(argv)
+    try:
+        if args.steps < 1 or args.warmup < 0:
+            raise ValueError(f"need --steps >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
+        run = open_run(args.run_dir, args.device)
+        records = diagnose_run(run, args.thetas, args.steps, args.warmup, args.subset)
+    except (NoWeights, ValueError) as err:
+        print(f"python -m benchmarks.diagnose: error: {err}", file=sys.stderr)
+        return 2
+    for line in run.skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    print(f"{'epoch':>5} {'theta':>5} {'||e-e*||/rho':>14} {'cos(e,e*)':>12}  (mean ± std over "
+          f"{args.steps} minibatches; e* from {records[0]['samples']} samples)")
+    for r in records:
+        print(f"{r['epoch']:>5} {r['theta']:>5g} {r['distance_mean']:>7.3f} ± {r['distance_std']:.3f}"
+              f" {r['cos_mean']:>6.3f} ± {r['cos_std']:.3f}")
+    if args.json is not None:
+        atomic_write_json(args.json, {"run_dir": str(run.path), "steps": args.steps,
+                                      "warmup": args.warmup, "records": records})
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -324,6 +324,10 @@ class Trainer:
             summary += f", test {self._show(self._record_evaluation(pos.epoch, train))}"
         if "loss" in train:
             pos.stuck = collapse.update(pos.stuck, pos.epoch, train["loss"], self.data.num_classes)
+        # Before the checkpoint: a run killed between the two redoes the epoch and rewrites
+        # the same snapshot (resume is exact), instead of never writing it.
+        if cfg.snapshot_every and pos.epoch % cfg.snapshot_every == 0:
+            self.rundir.save_snapshot(pos.epoch, pos.step, cell_id(cfg), self.model.state_dict())
         self._checkpoint()
         progress.end_epoch(summary + f" ({self._elapsed():.1f}s)")
         self._watch_collapse()

@@ -10,6 +10,8 @@ This module is the only place that names a file of a run directory; ``slurm/`` a
 - ``metrics.jsonl``: one line per evaluation per split, appended;
 - ``checkpoint.pt`` and ``checkpoint.prev.pt``: the latest checkpoint and the one
   before it; a new checkpoint is verified before the previous one is dropped;
+- ``snapshots/epoch-NNNN.pt``: the model's weights every k epochs (``--snapshot-every``,
+  for the diagnostics), never rotated;
 - ``result.json``: written last; its presence means done;
 - ``error.json`` (the run failed) and ``previous_errors.jsonl`` (earlier failures);
 - ``tensorboard/``: TensorBoard event files of the live monitor, when it is on
@@ -61,6 +63,7 @@ from .config import ConfigError, TrainConfig, cell_fields
 
 CONFIG, META, METRICS = "config.json", "meta.json", "metrics.jsonl"
 CHECKPOINT, PREVIOUS_CHECKPOINT = "checkpoint.pt", "checkpoint.prev.pt"
+SNAPSHOTS = "snapshots"  # epoch-NNNN.pt, with --snapshot-every
 RESULT, ERROR, PREVIOUS_ERRORS = "result.json", "error.json", "previous_errors.jsonl"
 LOCK, CLAIM, DAMAGED = ".lock", ".claim", "damaged"
 TENSORBOARD = "tensorboard"  # the live monitor's event files (benchmarks.monitor)
@@ -601,6 +604,16 @@ class RunDir:
                                             "action": action})
         print(f"{self.path}: unusable checkpoint(s) moved to {moved} ({why.splitlines()[0]}); "
               f"{action}", file=sys.stderr, flush=True)
+
+    def save_snapshot(self, epoch: int, step: int, cell: str, model: dict[str, Any]) -> None:
+        """snapshots/epoch-NNNN.pt: the model's weights after ``epoch``, kept for the
+        diagnostics (``--snapshot-every``); checkpoints keep only the last two."""
+        buffer = io.BytesIO()
+        torch.save({"epoch": epoch, "step": step, "cell_id": cell, "model": model}, buffer)
+        folder = self.file(SNAPSHOTS)
+        with writing(folder):
+            folder.mkdir(exist_ok=True)
+        atomic_write_bytes(folder / f"epoch-{epoch:04d}.pt", buffer.getbuffer())
 
     def write_result(self, result: dict[str, Any]) -> None:
         atomic_write_json(self.file(RESULT), result)

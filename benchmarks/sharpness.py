@@ -15,8 +15,10 @@ the residual, the standard error) instead of a bare number.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -175,3 +177,74 @@ def model_sharpness(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor
         record.update(trace=trace.value, trace_stderr=trace.stderr, trace_samples=trace.samples)
     record["hessian_vector_products"] = op.products
     return record
+
+
+# -- python -m benchmarks.sharpness RUN_DIR -------------------------------------------
+
+def run_sharpness(run: Any, samples: int, batch_size: int, max_iter: int, tol: float,
+                  trace_samples: int, epoch: int | None = None) -> dict[str, Any]:
+    """``model_sharpness`` of a run's final weights (or those after ``epoch``) on a fixed
+    training subset (benchmarks.trained.TrainedRun.fixed_subset), with where it came from."""
+    chosen = run.weights[-1] if epoch is None else next((w for w in run.weights if w.epoch == epoch), None)
+    if chosen is None:
+        have = ", ".join(str(w.epoch) for w in run.weights)
+        raise ValueError(f"{run.path} has no weights after epoch {epoch} (it has: {have})")
+    record = model_sharpness(run.model(chosen), run.loss_fn, run.fixed_subset(samples, batch_size),
+                             max_iter=max_iter, tol=tol, trace_samples=trace_samples)
+    return {"run_dir": str(run.path), "epoch": chosen.epoch, "step": chosen.step,
+            "source": str(chosen.source), **record}
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line that never hides a missed tolerance."""
+    state = "converged" if record["converged"] else "NOT converged, last estimate"
+    text = (f"top Hessian eigenvalue {record['top_eigenvalue']:.6g} ({state}: residual "
+            f"{record['residual']:.2e} after {record['lanczos_steps']} Lanczos steps, tolerance "
+            f"{record['tol']:g} relative; {record['num_samples']} training samples, BatchNorm in eval mode)")
+    if "trace" in record:
+        text += f"; Hessian trace {record['trace']:.6g} ± {record['trace_stderr']:.2g} (standard error)"
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .rundir import atomic_write_json
+    from .trained import NoWeights, open_run, run_parser
+
+    parser = run_parser("python -m benchmarks.sharpness", (
+        "The largest Hessian eigenvalue (Lanczos) of a run's final model, optionally the trace "
+        "(Hutchinson), on a fixed training subset with BatchNorm in evaluation mode."))
+    parser.add_argument("--epoch", type=int, default=None,
+                        help="the weights after this epoch (a snapshot) instead of the last ones")
+    parser.add_argument("--samples", type=int, default=1000,
+                        help="training samples, drawn once with seed 0 (default 1000)")
+    parser.add_argument("--batch-size", type=int, default=250, help="batch of the Hessian-vector products")
+    parser.add_argument("--max-iter", type=int, default=100, help="Lanczos steps at most (default 100)")
+    parser.add_argument("--tol", type=float, default=1e-4,
+                        help="converged when ||H y - lambda y|| <= tol |lambda| (default 1e-4)")
+    parser.add_argument("--trace-samples", type=int, default=0,
+                        help="Rademacher samples for the Hutchinson trace (default 0: no trace)")
+    args = parser.parse_args(argv)
+    try:
+        if args.samples < 1 or args.batch_size < 1:
+            raise ValueError(f"need --samples and --batch-size >= 1, got {args.samples}, {args.batch_size}")
+        run = open_run(args.run_dir, args.device)
+        record = run_sharpness(run, args.samples, args.batch_size, args.max_iter, args.tol,
+                               args.trace_samples, args.epoch)
+    except (NoWeights, ValueError) as err:
+        print(f"python -m benchmarks.sharpness: error: {err}", file=sys.stderr)
+        return 2
+    for line in run.skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    print(f"{run.path} after epoch {record['epoch']}: {describe(record)}")
+    if args.json is not None:
+        atomic_write_json(args.json, record)
+        print(f"wrote {args.json}")
+    if not record["converged"]:
+        print(f"python -m benchmarks.sharpness: the eigenvalue did not converge in {args.max_iter} "
+              "Lanczos steps (the value above is the last estimate); raise --max-iter", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

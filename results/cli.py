@@ -6,11 +6,16 @@ an experiment whose figure is "noise" or "theta", `EXPERIMENT-<figure>.{pdf,png}
 Unfinished, failed and damaged runs never stop the rendering: the table shows
 them as such and they are reported on stderr with their paths.
 
+Under each table, the paired differences of VaSSO against SAM (or of every
+method against `--baseline METHOD`) over seeds, with 95% t-intervals
+(results/stats.py).
+
 Nothing rendered is lost to a typo: a runs dir that does not exist is an error,
 and a table with numbers is never replaced by one without any (no run of the
 experiment done where we looked) unless `--overwrite-empty` says so. Exit
 status: 0 rendered, 2 bad input (unknown experiment, a runs dir that does not
-exist, an empty table that would replace one with numbers, a bad option).
+exist, an empty table that would replace one with numbers, a `--baseline` that is
+not a method of the experiment, a bad option).
 
 `--experiments-module` (env `VASSO_EXPERIMENTS_MODULE`) renders a user's own
 experiments, the ones `python -m slurm` swept with the same option.
@@ -28,6 +33,7 @@ from benchmarks.config import ArgumentParser
 
 from .grid import ExperimentError, Grid, resolve_runs_dir
 from .runs import AT, Problem
+from .stats import UnknownBaseline
 
 
 def build_parser() -> ArgumentParser:
@@ -47,6 +53,11 @@ def build_parser() -> ArgumentParser:
         "task's primary metric), in columns without a paper value; a column with one shows "
         "both, labelled, the paper's beside the best",
     )
+    parser.add_argument(
+        "--baseline", default=None, metavar="METHOD",
+        help="under the table, every method's paired difference to this one (a method or a row "
+        "label as the table prints it); default: VaSSO against SAM where both are in the experiment",
+    )
     parser.add_argument("--runs-dir", type=Path, default=None,
                         help="where the runs are (default: $VASSO_RUNS, else ./runs); must exist")
     parser.add_argument(
@@ -62,9 +73,9 @@ def build_parser() -> ArgumentParser:
 
 
 # A table cell with a number, between the Markdown or LaTeX cell delimiters:
-# "| 92.59 ± 1.10 (3) |", "| **92.59** (2/3) |", "& \\textbf{92.59 $\\pm$ 1.10} (3) \\\\",
+# "| 92.59 ± 1.10 (3) |", "| **92.59**† (2/3) |", "& \\textbf{92.59 $\\pm$ 1.10}$^\\dagger$ (3) \\\\",
 # "| 88.10 ± 0.40 / — (3) |" (a column of two metrics).
-_MEAN = r"(?:(?:\*\*|\\textbf\{)?-?\d+(?:\.\d+)?(?: (?:±|\$\\pm\$) \d+(?:\.\d+)?)?(?:\*\*|\})?|—|---)"
+_MEAN = r"(?:(?:\*\*|\\textbf\{)?-?\d+(?:\.\d+)?(?: (?:±|\$\\pm\$) \d+(?:\.\d+)?)?(?:\*\*|\})?(?:†|\$\^\\dagger\$)?|—|---)"
 _NUMBER_CELL = re.compile(rf"[|&] {_MEAN}(?: / {_MEAN})* \(\d+(?:/\d+)?\) (?=[|&]|\\\\)")
 
 
@@ -96,17 +107,20 @@ def draw_figures(grid: Grid, folder: Path) -> list[Path]:
 
 
 def render(experiment: Any, runs_dir: Path | None, out: Path, at: str,
-           overwrite_empty: bool = False) -> tuple[list[Path], list[Problem]]:
+           overwrite_empty: bool = False, baseline: str | None = None
+           ) -> tuple[list[Path], list[Problem]]:
     """Write the experiment's tables and figures under `out`; the paths written and the problems met.
 
     Raises EmptyRendering, writing nothing, when no run is done and a table
     there holds numbers (unless `overwrite_empty`: then the experiment's old
-    figures, which the empty table would contradict, are removed).
+    figures, which the empty table would contradict, are removed); and
+    `results.stats.UnknownBaseline`, writing nothing, for a `baseline` not in the experiment.
     """
-    from . import render as tables
+    from . import render as tables, stats
     from .grid import collect
 
     grid = collect(experiment, runs_dir=runs_dir, at=at)
+    stats.comparisons(grid, baseline)  # an unknown baseline fails before anything is written
     any_done = any(run.state == "done" for run in grid.runs)
     if not any_done and not overwrite_empty:
         kept = tables_with_numbers(out, grid.name)
@@ -127,7 +141,7 @@ def render(experiment: Any, runs_dir: Path | None, out: Path, at: str,
                     stale.unlink()
                     print(f"removed {stale} (no run is done: it would contradict the table)")
     (out / "tables").mkdir(parents=True, exist_ok=True)
-    for suffix, text in ((".md", tables.markdown(grid)), (".tex", tables.latex(grid))):
+    for suffix, text in ((".md", tables.markdown(grid, baseline)), (".tex", tables.latex(grid, baseline))):
         path = out / "tables" / f"{grid.name}{suffix}"
         path.write_text(text, encoding="utf-8")
         written.append(path)
@@ -163,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m results: error: {exc}", file=sys.stderr)
         return 2
     try:
-        written, problems = render(experiment, runs_dir, args.out, args.at, args.overwrite_empty)
-    except (EmptyRendering, ExperimentError) as exc:
+        written, problems = render(experiment, runs_dir, args.out, args.at, args.overwrite_empty,
+                                   args.baseline)
+    except (EmptyRendering, ExperimentError, UnknownBaseline) as exc:
         print(f"python -m results: error: {exc}", file=sys.stderr)
         return 2
     for problem in problems:

@@ -86,10 +86,15 @@ class Group:
         the grid's choice (None), or at "final" / "best" (a table beside the paper's
         value shows both); ``collapsed=False`` leaves out the collapsed runs
         (benchmarks.collapse)."""
+        return list(self.values_by_seed(at, collapsed, metric).values())
+
+    def values_by_seed(self, at: str | None, collapsed: bool = True, metric: str | None = None
+                       ) -> dict[int, float]:
+        """`values_at` keyed by seed index: what a paired comparison matches (results.stats)."""
         name = metric or self.metric.name
         done = [run for run in self.runs if run.state == "done" and (collapsed or not run.collapsed)]
-        found = [run.value(name, at) for run in done]
-        return [value for value in found if value is not None]
+        found = {run.cfg.seed: run.value(name, at) for run in done}
+        return {seed: value for seed, value in found.items() if value is not None}
 
     @property
     def n(self) -> int:

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import stats
 from .grid import BASELINE_LABEL, BASELINE_NOTE, Grid, Group
 from .reference import REFERENCE_NOTE
 
@@ -52,7 +53,8 @@ def _measured(grid: Grid) -> str:
 
 
 def caption(grid: Grid) -> str:
-    stats = "mean ± sample standard deviation over seeds, number of seeds in brackets; best mean per column in bold."
+    stats = ("mean ± sample standard deviation over seeds, number of seeds in brackets; best mean per column "
+             "in bold, with † where it is not distinguishable from the runner-up (paired by seed, 95% t-interval).")
     if not referenced_columns(grid):
         return f"{_measured(grid)} {_WHEN[grid.at]}: {stats}{_collapse_note(grid)}"
     text = (
@@ -100,6 +102,7 @@ class _Style:
     pm: str
     dash: str
     approx: str
+    dagger: str
     bold: Callable[[str], str]
     escape: Callable[[str], str]
 
@@ -108,6 +111,7 @@ _MARKDOWN = _Style(
     pm="±",
     dash="—",
     approx="≈",
+    dagger="†",
     bold=lambda s: f"**{s}**",
     escape=lambda s: s.replace("|", "\\|"),
 )
@@ -115,7 +119,7 @@ _MARKDOWN = _Style(
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
     "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "—": "---", "≈": r"$\approx$", "±": r"$\pm$", "·": r"\textperiodcentered{}",
+    "—": "---", "≈": r"$\approx$", "±": r"$\pm$", "†": r"$^\dagger$", "·": r"\textperiodcentered{}",
     "<": r"\textless{}", ">": r"\textgreater{}",
 }
 
@@ -124,15 +128,18 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
 
 
-_LATEX = _Style(pm=r"$\pm$", dash="---", approx=r"$\approx$", bold=lambda s: rf"\textbf{{{s}}}", escape=latex_escape)
+_LATEX = _Style(pm=r"$\pm$", dash="---", approx=r"$\approx$", dagger=r"$^\dagger$",
+                bold=lambda s: rf"\textbf{{{s}}}", escape=latex_escape)
 
-_HTML = _Style(pm="±", dash="—", approx="≈", bold=lambda s: f"<strong>{s}</strong>", escape=html_text.escape)
+_HTML = _Style(pm="±", dash="—", approx="≈", dagger="†", bold=lambda s: f"<strong>{s}</strong>", escape=html_text.escape)
 
 
 def _statistics(group: Group, at: str | None, style: _Style, total: int,
-                best: dict[tuple[str, str], float] | None = None, collapsed: bool = True) -> str:
+                best: dict[tuple[str, str], float] | None = None, collapsed: bool = True,
+                undecided: frozenset = frozenset()) -> str:
     """"mean ± std / ... (n)" over the group's metrics, "(n/total)" when some runs are
-    not among the numbers."""
+    not among the numbers; a best mean bold, with a dagger where its (column, metric)
+    is `undecided` (not distinguishable from the runner-up, results.stats)."""
     parts = []
     for metric in group.metrics:
         values = group.values_at(at, collapsed, metric.name)
@@ -144,7 +151,7 @@ def _statistics(group: Group, at: str | None, style: _Style, total: int,
         if len(values) >= 2:
             numbers += f" {style.pm} {format(statistics.stdev(values), metric.format)}"
         if best is not None and best.get((group.column, metric.name)) == _printed(mean, metric):
-            numbers = style.bold(numbers)
+            numbers = style.bold(numbers) + (style.dagger if (group.column, metric.name) in undecided else "")
         parts.append(numbers)
     n = len(group.values_at(at, collapsed))
     if n == 0:
@@ -154,7 +161,7 @@ def _statistics(group: Group, at: str | None, style: _Style, total: int,
 
 
 def _cell(group: Group | None, best: dict[tuple[str, str], float], style: _Style,
-          at: str | None = None) -> str:
+          at: str | None = None, undecided: frozenset = frozenset()) -> str:
     if group is None:  # no cell of the experiment has this (row, column)
         return ""
     total = len(group.runs)
@@ -167,7 +174,7 @@ def _cell(group: Group | None, best: dict[tuple[str, str], float], style: _Style
                 parts.append(state if count == total else f"{state} {count}/{total}")
         text = ", ".join(parts) or style.dash
     else:
-        text = _statistics(group, at, style, total, best)
+        text = _statistics(group, at, style, total, best, undecided=undecided)
     # Collapsed and diverged runs are never averaged in silently (docs/collapse.md).
     without = group.values_at(at, collapsed=False)
     if len(without) < len(values):  # collapsed runs are among the numbers
@@ -184,6 +191,7 @@ def _layout(grid: Grid, style: _Style) -> tuple[list[str], list[list[str]]]:
     """Header and body rows, cells already in `style`."""
     best = {at: best_means(grid, at) for at in (None, "final", "best")}
     with_reference = referenced_columns(grid)
+    undecided = {at: stats.undecided_best(grid, at) for at in (None, "final", "best")}
     header = [style.escape(grid.row_field)]
     for column in grid.columns:
         if column in with_reference:  # like with like: the paper's value beside the best epoch
@@ -197,10 +205,10 @@ def _layout(grid: Grid, style: _Style) -> tuple[list[str], list[list[str]]]:
         for column in grid.columns:
             group = grid.cell(row, column)
             if column not in with_reference:
-                line.append(_cell(group, best[None], style))
+                line.append(_cell(group, best[None], style, None, undecided[None]))
                 continue
             for at in ("final", "best"):
-                line.append(_cell(group, best[at], style, at))
+                line.append(_cell(group, best[at], style, at, undecided[at]))
             ref = group.reference if group is not None else None
             line.append(f"{style.approx}{ref.text}" if ref else "")
         if grid.average:
@@ -237,6 +245,23 @@ def _average(grid: Grid, row: str, style: _Style) -> str:
     return f"{text} ({len(means)})"
 
 
+def stat_columns(grid: Grid) -> list[tuple[str, str | None, str]]:
+    """(column, at, label) of every numeric table column: a column with a paper
+    value is two, "(final)" and "(best)"."""
+    with_reference = referenced_columns(grid)
+    return [(column, at, f"{column} ({at})" if at else column)
+            for column in grid.columns
+            for at in (("final", "best") if column in with_reference else (None,))]
+
+
+def differences(grid: Grid, baseline: str | None = None) -> list[str]:
+    """The paired comparisons printed under the table (results.stats), with their heading."""
+    lines = stats.difference_lines(grid, stat_columns(grid), baseline)
+    if not lines:
+        return []
+    return [f"Paired differences ({stats.INTERVAL}, in the metric's units):"] + lines
+
+
 def not_in_table(grid: Grid) -> list[str]:
     """One line per run that is not among the numbers: what it is, its state, its directory."""
     lines = []
@@ -271,7 +296,7 @@ def collapsed_runs(grid: Grid) -> list[str]:
     return lines
 
 
-def markdown(grid: Grid) -> str:
+def markdown(grid: Grid, baseline: str | None = None) -> str:
     header, body = _layout(grid, _MARKDOWN)
     out = [f"# {grid.title}", "", caption(grid), ""]
     out.append("| " + " | ".join(header) + " |")
@@ -279,6 +304,9 @@ def markdown(grid: Grid) -> str:
     out += ["| " + " | ".join(line) + " |" for line in body]
     if grid.baseline:
         out += ["", BASELINE_NOTE]
+    compared = differences(grid, baseline)
+    if compared:
+        out += ["", compared[0], ""] + [f"- {_MARKDOWN.escape(line)}" for line in compared[1:]]
     collapsed = collapsed_runs(grid)
     if collapsed:
         out += ["", f"Collapsed runs ({len(collapsed)} of {len(grid.runs)} runs):", ""]
@@ -313,7 +341,7 @@ def html(grid: Grid) -> str:
     return "\n".join(out)
 
 
-def latex(grid: Grid) -> str:
+def latex(grid: Grid, baseline: str | None = None) -> str:
     """A `table` float for \\input; needs \\usepackage{booktabs}."""
     label = "".join(ch if ch.isalnum() else "-" for ch in grid.name)
     out = [
@@ -323,8 +351,12 @@ def latex(grid: Grid) -> str:
         f"  \\caption{{{latex_escape(grid.title)}. {latex_escape(caption(grid))}}}",
         f"  \\label{{tab:{label}}}",
         *("  " + line for line in tabular(grid).splitlines()),
-        r"\end{table}",
     ]
+    compared = differences(grid, baseline)
+    if compared:
+        out += [r"  \par\smallskip\footnotesize " + latex_escape(compared[0])]
+        out += [f"  \\\\ {latex_escape(line)}" for line in compared[1:]]
+    out += [r"\end{table}"]
     # What the table cannot show stays in the source, where whoever includes it will see it.
     out += [f"% collapsed: {line}" for line in collapsed_runs(grid)]
     out += [f"% not in the numbers: {line}" for line in not_in_table(grid)]

@@ -13,7 +13,9 @@
 
 SLURM_ARGS ?=
 
-.PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta table-glue report tensorboard
+.PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta table-glue report tensorboard \
+	table-noise-digits figure-noise-digits table-noise-mnist1d figure-noise-mnist1d \
+	figure-adversary figure-adversary-mnist1d table-sharpness table-efficiency figure-efficiency
 
 # `demo` waits for its cells. When one fails, the table is rendered all the
 # same (it lists the failed cell and its error) and make then fails.
@@ -49,6 +51,42 @@ figure-theta: install  ## VaSSO's theta sweep figure: launch what is missing, re
 table-glue: install  ## GLUE dev table (8 tasks x AdamW/SAM/VaSSO x 5 seeds): launch what is missing, render what is done
 	$(PY) -m slurm launch glue $(SLURM_ARGS)
 	$(PY) -m results glue
+
+# The claims on a laptop (no download, ~15 minutes each on 2 idle cores): like
+# `demo`, they run on this machine, wait, render the table (with the paired
+# statistics) and the noise figure even when a cell failed, and then fail.
+# Run them beside other work at the lowest priority: `nice -n 19 make table-noise-digits`.
+define LAPTOP_SWEEP
+@status=0; $(PY) -m slurm launch $(1) --executor local --wait || status=$$?; \
+$(PY) -m results $(1) || exit $$?; \
+echo "table:  outputs/tables/$(1).md, figure: outputs/figures/$(1)-noise.png"; \
+if [ $$status -ne 0 ]; then echo "not every cell finished (the table lists them); rerun: $(PY) -m slurm retry $(1) --executor local --wait" >&2; fi; \
+exit $$status
+endef
+
+table-noise-digits figure-noise-digits: install  ## label noise 0-60% on digits, SGD/SAM/VaSSO, 10 seeds, here: table and figure
+	$(call LAPTOP_SWEEP,noise-digits)
+
+table-noise-mnist1d figure-noise-mnist1d: install  ## label noise 0-60% on MNIST-1D, SGD/SAM/VaSSO, 10 seeds, here: table and figure
+	$(call LAPTOP_SWEEP,noise-mnist1d)
+
+# The mechanism and the sharpness. Both measure finished runs where they are rendered
+# (`--device auto`: a GPU when there is one; measurements are cached under
+# outputs/diagnostics/, so a second call only redraws).
+figure-adversary: install  ## VaSSO's vs SAM's adversary along training (CIFAR-10 ResNet-18): launch what is missing, draw what is done
+	$(PY) -m slurm launch adversary $(SLURM_ARGS)
+	$(PY) -m results.adversary adversary
+
+figure-adversary-mnist1d: install  ## the same on MNIST-1D, here (2 cells, minutes)
+	$(PY) -m slurm launch adversary-mnist1d --executor local --wait
+	$(PY) -m results.adversary adversary-mnist1d
+
+table-sharpness: install  ## top Hessian eigenvalue of the final CIFAR models (Tables 1 and 2; launch those first)
+	$(PY) -m results.sharpness cifar10 cifar100
+
+table-efficiency figure-efficiency: install  ## cheaper steps (CIFAR-10 ResNet-18, CIFAR-100 WRN-28-10): launch what is missing, render what is done
+	$(PY) -m slurm launch efficiency $(SLURM_ARGS)
+	$(PY) -m results.efficiency
 
 # Renders only: nothing is launched or trained. `make report` right after `make demo`
 # shows the demo's table and figure, and every other experiment as not yet run with

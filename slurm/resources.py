@@ -31,6 +31,9 @@ class Resources:
 # then run as a few requeued jobs, resuming from their checkpoints.
 TASK_RESOURCES = {
     "digits": Resources(gpus=0, cpus=1, mem_gb=2, time_min=30),
+    # A CPU task too (one thread, a 10k-parameter CNN): without its own line it took
+    # the fallback's GPU and 8 cores, and the local executor ran its cells one at a time.
+    "mnist1d": Resources(gpus=0, cpus=1, mem_gb=2, time_min=30),
     "cifar": Resources(gpus=1, cpus=8, mem_gb=32, time_min=12 * 60),
     # GLUE: one GPU; the batches are padded in the main process (4 threads), MNLI's and
     # QQP's token ids (about 400k rows each) fit in a few GB.

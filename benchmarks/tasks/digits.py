@@ -9,8 +9,6 @@ set's mean and standard deviation. No augmentation; the tensors live in memory.
 from __future__ import annotations
 
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from ..config import TrainConfig
 from ..data import IndexedTensors
@@ -24,6 +22,11 @@ class DigitsTask(Task):
     name = "digits"
 
     def load_data(self, cfg: TrainConfig) -> TaskData:
+        # Imported here: scikit-learn takes seconds to import, and every cell of every
+        # task imports this module (a 160-cell laptop sweep would pay it 160 times).
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
         images, labels = load_digits(return_X_y=True)
         x_train, x_test, y_train, y_test = train_test_split(
             images, labels, test_size=NUM_TEST, stratify=labels, random_state=SPLIT_SEED)
