@@ -64,6 +64,8 @@ TASK_DATASETS: dict[str, tuple[str, ...]] = {
     "cifar": ("cifar10", "cifar100"),
     "imagenet": ("imagenet",),
     "translation": ("iwslt14-de-en",),
+    # The eight GLUE tasks, as benchmarks.glue.spec names them (tests/test_glue_task.py).
+    "glue": ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte"),
 }
 TASK_MODELS: dict[str, tuple[str, ...]] = {
     "digits": ("digits_cnn",),
@@ -72,8 +74,16 @@ TASK_MODELS: dict[str, tuple[str, ...]] = {
     "imagenet": IMAGENET_MODELS,
     # transformer_tiny: the CPU-sized variant the tests train (benchmarks.translation.model).
     "translation": ("transformer_iwslt_de_en", "transformer_tiny"),
+    # The suite's named models; --model may also be another Hugging Face id or a local
+    # directory (benchmarks.glue.models finds it offline).
+    "glue": ("roberta-base", "bert-base-uncased"),
 }
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+# Tasks whose --model is not limited to TASK_MODELS.
+OPEN_MODEL_TASKS = ("glue",)
+# Defaults every task shares unless it sets its own: the base optimizer and its settings.
+COMMON_DEFAULTS: dict[str, Any] = dict(base="sgd", warmup_epochs=0.0, adam_beta2=0.999,
+                                       adam_eps=1e-8)
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {task: {**COMMON_DEFAULTS, **defaults} for task, defaults in {
     # Seconds on a laptop CPU: the embedded demo and the tests. One thread (also for
     # mnist1d): the models are small, and cells run side by side, one per core.
     "digits": dict(dataset="digits", model="digits_cnn", lr=0.05, weight_decay=5e-4,
@@ -106,7 +116,14 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
                         weight_decay=1e-4, schedule="inverse-sqrt", epochs=60, batch_size=1,
                         max_tokens=4096, cutout_prob=0.0, norm_stats="dataset", bn_stats="first",
                         threads=4),
-}
+    # The RoBERTa fine-tuning recipe (benchmarks/glue/recipe.py, docs/glue.md): AdamW with
+    # betas (0.9, 0.98), eps 1e-6, wd 0.1, a linear warm-up over 6% of the 10 epochs
+    # (0.6 epochs) then a linear decay to 0, 128 tokens; RTE's lr and batch size.
+    "glue": dict(dataset="rte", model="roberta-base", lr=2e-5, weight_decay=0.1, epochs=10,
+                 batch_size=16, cutout_prob=0.0, norm_stats="dataset", schedule="linear",
+                 bn_stats="first", threads=4, base="adamw", warmup_epochs=0.6, adam_beta2=0.98,
+                 adam_eps=1e-6, max_length=128),
+}.items()}
 TASKS = tuple(TASK_DEFAULTS)  # the built-in ones; benchmarks.tasks.register adds others
 # The default radius of each sharpness-aware method (vasso's class defaults): ASAM's
 # useful rho is about ten times SAM's. Plain SGD has none (its rho stays None).
@@ -132,6 +149,8 @@ def _default_runs_dir() -> str:
 def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
+    if value is None:
+        return "none"
     return str(value)
 
 
@@ -184,8 +203,8 @@ class TrainConfig:
     # The optimizer.
     optimizer: str = _opt("the method: " + "; ".join(f"{m.name} = {m.help}" for m in METHODS.values()),
                           OPTIMIZERS, default="sgd")
-    base: str = _opt("base optimizer (the one --optimizer sgd trains alone, and the one the "
-                     "sharpness-aware methods wrap)", BASE_OPTIMIZERS, default="sgd")
+    base: str | None = _opt("base optimizer (the one --optimizer sgd trains alone, and the one the "
+                            "sharpness-aware methods wrap)", BASE_OPTIMIZERS, default=None)
     rho: float | None = _opt("perturbation radius, rho_max for GSAM", default=None,
                              default_text=_per_key(METHOD_RHO))
     theta: float = _opt("VaSSO averaging weight theta in (0, 1]; 1 is SAM", default=0.9)
@@ -212,7 +231,7 @@ class TrainConfig:
                                 "set once per epoch after it with the finished epoch's index (epochs "
                                 "0 and 1 at the peak rate, the last one above 0; no warm-up)",
                                 SCHEDULES, default=None)
-    warmup_epochs: float = _opt("linear warm-up length in epochs", default=0.0)
+    warmup_epochs: float | None = _opt("linear warm-up length in epochs", default=None)
     warmup_steps: int = _opt("linear warm-up length in steps (instead of --warmup-epochs)", default=0)
     clip_grad_norm: float | None = _opt("clip the global norm of the descent gradient to this "
                                         "(sharpness-aware methods: the gradient at w + e; the ascent "
@@ -221,8 +240,8 @@ class TrainConfig:
     momentum: float = _opt("SGD momentum", default=0.9)
     nesterov: bool = _opt("Nesterov momentum for the SGD base", default=False)
     adam_beta1: float = _opt("AdamW's beta1", default=0.9)
-    adam_beta2: float = _opt("AdamW's beta2", default=0.999)
-    adam_eps: float = _opt("AdamW's eps", default=1e-8)
+    adam_beta2: float | None = _opt("AdamW's beta2", default=None)
+    adam_eps: float | None = _opt("AdamW's eps", default=None)
     # The training run.
     epochs: int | None = _opt("number of epochs (or give --max-steps)", default=None)
     max_steps: int | None = _opt("length of training in optimizer steps, instead of --epochs "
@@ -238,6 +257,8 @@ class TrainConfig:
     eval_every_steps: int | None = _opt("also evaluate every k steps", default=None,
                                         default_text="only at the ends of epochs")
     label_smoothing: float = _opt("label smoothing of the training loss", default=0.0)
+    max_length: int | None = _opt("glue: the tokens a row is truncated to, special tokens "
+                                  "included", default=None)
     label_noise: float = _opt("fraction of training labels flipped to another class, in [0, 1)", default=0.0)
     cutout_prob: float | None = _opt("probability of a 16x16 Cutout", default=None)
     norm_stats: str | None = _opt("input normalisation: official = the official code's CIFAR-10 "
@@ -313,7 +334,11 @@ class TrainConfig:
                 raise bad(f.name, f"valid choices: {', '.join(choices)}")
         if self.dataset not in TASK_DATASETS[self.task]:
             raise bad("dataset", f"task {self.task!r} has datasets: {', '.join(TASK_DATASETS[self.task])}")
-        if self.model not in TASK_MODELS[self.task]:
+        if self.task in OPEN_MODEL_TASKS:
+            if not self.model:
+                raise bad("model", f"name a model: {', '.join(TASK_MODELS[self.task])}, another "
+                          "Hugging Face id, or a directory written by save_pretrained")
+        elif self.model not in TASK_MODELS[self.task]:
             raise bad("model", f"task {self.task!r} has models: {', '.join(TASK_MODELS[self.task])}")
         for name in ("rho", "eta", "gsam_alpha", "weight_decay", "momentum", "warmup_epochs",
                      "label_smoothing"):
@@ -345,10 +370,19 @@ class TrainConfig:
             raise bad("label_smoothing", "must lie in [0, 1)")
         if not 0 <= self.cutout_prob <= 1:
             raise bad("cutout_prob", "must lie in [0, 1]")
-        if self.task == "imagenet" and self.cutout_prob > 0:
-            raise bad("cutout_prob", "the imagenet task's augmentation has no Cutout; use 0")
-        if self.task in ("digits", "mnist1d") and self.cutout_prob > 0:
-            raise bad("cutout_prob", f"the {self.task} task has no augmentation; use 0")
+        if self.task != "cifar" and self.cutout_prob > 0:
+            what = "'s augmentation has no Cutout" if self.task == "imagenet" else " has no augmentation"
+            raise bad("cutout_prob", f"the {self.task} task{what}; use 0")
+        if self.task == "glue":
+            for name in ("label_noise", "label_smoothing"):
+                if getattr(self, name):
+                    raise bad(name, "the glue task trains on GLUE's own labels with the "
+                              "recipe's loss; use 0")
+            if self.max_length < 8:
+                raise bad("max_length", "must be an integer >= 8 (the model's maximum is "
+                          "checked when it is loaded)")
+        elif self.max_length is not None:
+            raise bad("max_length", f"only the glue task reads it; the {self.task} task takes none")
         if self.task != "cifar" and self.norm_stats != "dataset":
             raise bad("norm_stats", f"the {self.task} task standardises by its own statistics; "
                       "use dataset")
@@ -401,15 +435,16 @@ class TrainConfig:
 
 
 # Fields that may stay None after the task defaults are applied.
-_OPTIONAL_FIELDS = ("rho", "image_size", "max_tokens", "gsam_rho_min", "ascent_prob", "epochs", "max_steps", "steps_per_epoch",
-                    "eval_every_steps", "checkpoint_every_steps", "clip_grad_norm", "num_workers")
+_OPTIONAL_FIELDS = ("rho", "image_size", "max_tokens", "max_length", "gsam_rho_min", "ascent_prob",
+                    "epochs", "max_steps", "steps_per_epoch", "eval_every_steps",
+                    "checkpoint_every_steps", "clip_grad_norm", "num_workers")
 
 
 # Fields added after the cell ids were pinned (tests/test_cell_ids_golden.py). Such a
 # field joins a cell's identity only where it differs from its (dataclass) default, so
 # that adding an option does not move the cells that existed before it: a new id would
 # orphan the runs users already have. Append every new field here.
-FIELDS_ADDED_AFTER_PIN: tuple[str, ...] = ("image_size", "max_tokens")
+FIELDS_ADDED_AFTER_PIN: tuple[str, ...] = ("image_size", "max_tokens", "max_length")
 
 
 def cell_fields(cfg: TrainConfig) -> dict[str, Any]:

@@ -25,7 +25,9 @@ and fast/textbook; the images per second of the device data pipeline
 (:class:`benchmarks.fast.data.DeviceCIFAR`) and of the PIL DataLoader it
 replaces; and the wall time of a full epoch of ResNet-18 VaSSO on the fast path
 per precision, evaluation included, on synthetic CIFAR-shaped data (speed does not depend on
-pixel values). Times use CUDA events on a GPU and ``perf_counter`` on a CPU.
+pixel values); and one GLUE fine-tuning step of AdamW, SAM and VaSSO on a RoBERTa-shaped
+model (``benchmarks.glue.perf``: roberta-base's shape on a GPU or with ``--full``).
+Times use CUDA events on a GPU and ``perf_counter`` on a CPU.
 Results go to ``outputs/perf/<device>-<timestamp>.json`` and a table is printed.
 """
 
@@ -97,6 +99,7 @@ class Settings:
     imagenet_image_size: int
     imagenet_images: int
     imagenet_workers: int
+    glue_full: bool = False  # the GLUE step at roberta-base's shape (else a small one)
 
 
 # ----------------------------------------------------------------------------- the optimizers
@@ -508,6 +511,10 @@ def print_tables(report: dict[str, Any]) -> None:
                          f"{r['tokens_per_s']:,.0f}"] for r in t["steps"]],
                        ["translation model", "precision", "step", "tokens", "median ms", "tokens/s"]))
         print(f"VaSSO/AdamW {t['vasso_over_adamw']:.3f}, VaSSO/SAM {t['vasso_over_sam']:.3f}")
+    if report.get("glue"):
+        from benchmarks.glue.perf import print_table
+
+        print_table(report["glue"])
     if report.get("goals"):
         print()
         print(tabulate([[k, f"{v['value']:.3g}", f"{v['target']:.3g}", "yes" if v["met"] else "NO"]
@@ -535,7 +542,7 @@ def print_imagenet(imagenet: dict[str, Any]) -> None:
 
 
 def run(s: Settings, *, pipeline: bool = True, epoch: bool = True, imagenet: bool = True,
-        translation: bool = True) -> dict[str, Any]:
+        translation: bool = True, glue: bool = True) -> dict[str, Any]:
     device = torch.device(s.device)
     report: dict[str, Any] = {
         "device": device_name(device), "device_type": device.type, "torch": torch.__version__,
@@ -557,6 +564,12 @@ def run(s: Settings, *, pipeline: bool = True, epoch: bool = True, imagenet: boo
     report["imagenet"] = time_imagenet(s, device) if imagenet else None
     report["translation"] = [time_translation(s, device, precision) for precision in s.precisions
                              ] if translation else None
+    if glue:
+        from benchmarks.glue.perf import time_glue
+
+        report["glue"] = time_glue(s.glue_full, s.precisions, s.iters, s.warmup, device)
+    else:
+        report["glue"] = None
     report["goals"] = goals(report)
     out_dir = pathlib.Path(s.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -606,6 +619,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
                         "most 16, on CUDA; 0 on a CPU)")
     p.add_argument("--no-imagenet", action="store_true", help="skip the ImageNet section")
     p.add_argument("--no-translation", action="store_true", help="skip the translation step timing")
+    p.add_argument("--no-glue", action="store_true", help="skip the GLUE step timing")
     p.add_argument("--out-dir", default="outputs/perf")
     a = p.parse_args(argv)
     device = "cuda" if a.device == "auto" and torch.cuda.is_available() else (
@@ -639,7 +653,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
         imagenet_images=pick(a.imagenet_images, 4096, 32),
         imagenet_workers=pick(a.imagenet_workers, min(16, os.cpu_count() or 1), 0),
         translation_model=pick(None, "transformer_iwslt_de_en", "transformer_tiny"),
-        translation_tokens=pick(None, 4096, 256))
+        translation_tokens=pick(None, 4096, 256), glue_full=big)
     if min(s.batch_size, s.iters, s.pipeline_images, s.loader_images, s.epoch_train_images,
            s.epoch_test_images, s.imagenet_batch_size, s.imagenet_images) < 1 or s.warmup < 0:
         p.error("sizes must be >= 1 (and --warmup >= 0)")
@@ -663,7 +677,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
 def main(argv: list[str] | None = None) -> int:
     s, a = parse_args(argv)
     run(s, pipeline=not a.no_pipeline, epoch=not a.no_epoch, imagenet=not a.no_imagenet,
-        translation=not a.no_translation)
+        translation=not a.no_translation, glue=not a.no_glue)
     return 0
 
 

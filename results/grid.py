@@ -137,6 +137,12 @@ class Grid:
     rows: list[str]
     columns: list[str]
     problems: list[Problem]
+    # The experiment's `average`: a last column averaging this metric over the columns,
+    # per seed (a seed counts once every column has it).
+    average: str | None = None
+    # Published values of a baseline, by column: a labelled row, not the paper's
+    # (results/reference/baselines.csv).
+    baseline: dict[str, str] = field(default_factory=dict)
 
     def cell(self, row: str, column: str) -> Group | None:
         for group in self.groups:
@@ -280,4 +286,21 @@ def collect(
         rows=list(dict.fromkeys(g.row for g in ordered)),
         columns=list(dict.fromkeys(g.column for g in ordered)),
         problems=[problem for g in ordered for run in g.runs for problem in run.problems],
+        average=getattr(experiment, "average", None),
+        baseline=load_baseline(experiment.name),
     )
+
+
+BASELINES_CSV = Path(__file__).parent / "reference" / "baselines.csv"
+BASELINE_LABEL = "published baseline (anchor, not the paper's)"
+BASELINE_NOTE = ("The published-baseline row is not the paper's: the model's own authors' figures "
+                 "(results/reference/baselines.csv says where each comes from and which metric).")
+
+
+def load_baseline(experiment: str, path: Path = BASELINES_CSV) -> dict[str, str]:
+    """``{column: value as written}`` of the published baseline of ``experiment``."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["column"]: row["value"] for row in csv.DictReader(f)
+                if row["experiment"] == experiment}

@@ -31,9 +31,10 @@ import html as html_text
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from . import stats
-from .grid import Grid, Group
+from .grid import BASELINE_LABEL, BASELINE_NOTE, Grid, Group
 from .reference import REFERENCE_NOTE
 
 NOT_DONE = ("running", "pending", "failed", "stopped", "invalid")  # the order a cell names them in
@@ -210,8 +211,38 @@ def _layout(grid: Grid, style: _Style) -> tuple[list[str], list[list[str]]]:
                 line.append(_cell(group, best[at], style, at, undecided[at]))
             ref = group.reference if group is not None else None
             line.append(f"{style.approx}{ref.text}" if ref else "")
+        if grid.average:
+            line.append(_average(grid, row, style))
+        body.append(line)
+    if grid.average:
+        header.append(style.escape(f"average ({grid.average})"))
+    if grid.baseline:
+        values = [grid.baseline.get(column, "") for column in grid.columns]
+        numbers = [float(v) for v in values if v]
+        line = [style.escape(BASELINE_LABEL), *values]
+        if grid.average:
+            line.append(f"{statistics.fmean(numbers):.1f}" if len(numbers) == len(values) else "")
         body.append(line)
     return header, body
+
+
+def _average(grid: Grid, row: str, style: _Style) -> str:
+    """Per seed, the mean of ``grid.average`` over the row's columns; mean ± std (n) over
+    the seeds that every column has finished."""
+    per_seed: dict[Any, list[float]] = {}
+    for column in grid.columns:
+        group = grid.cell(row, column)
+        for run in group.runs if group else []:
+            value = run.value(grid.average) if run.state == "done" else None
+            if value is not None:
+                per_seed.setdefault(getattr(run.cfg, "seed", None), []).append(value)
+    means = [statistics.fmean(v) for v in per_seed.values() if len(v) == len(grid.columns)]
+    if not means:
+        return style.dash
+    text = f"{statistics.fmean(means):.2f}"
+    if len(means) >= 2:
+        text += f" {style.pm} {statistics.stdev(means):.2f}"
+    return f"{text} ({len(means)})"
 
 
 def stat_columns(grid: Grid) -> list[tuple[str, str | None, str]]:
@@ -271,6 +302,8 @@ def markdown(grid: Grid, baseline: str | None = None) -> str:
     out.append("| " + " | ".join(header) + " |")
     out.append("|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|")
     out += ["| " + " | ".join(line) + " |" for line in body]
+    if grid.baseline:
+        out += ["", BASELINE_NOTE]
     compared = differences(grid, baseline)
     if compared:
         out += ["", compared[0], ""] + [f"- {_MARKDOWN.escape(line)}" for line in compared[1:]]

@@ -13,7 +13,7 @@
 
 SLURM_ARGS ?=
 
-.PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta report tensorboard \
+.PHONY: demo table-cifar10 table-cifar100 table-label-noise figure-theta table-glue report tensorboard \
 	table-noise-digits figure-noise-digits table-noise-mnist1d figure-noise-mnist1d \
 	figure-adversary figure-adversary-mnist1d table-sharpness table-efficiency figure-efficiency \
 	table-imagenet table-iwslt14
@@ -47,6 +47,11 @@ table-label-noise: install  ## label-noise table and figure: launch what is miss
 figure-theta: install  ## VaSSO's theta sweep figure: launch what is missing, render what is done
 	$(PY) -m slurm launch theta $(SLURM_ARGS)
 	$(PY) -m results theta
+
+# GLUE needs its data and roberta-base placed under $VASSO_DATA first (docs/glue.md).
+table-glue: install  ## GLUE dev table (8 tasks x AdamW/SAM/VaSSO x 5 seeds): launch what is missing, render what is done
+	$(PY) -m slurm launch glue $(SLURM_ARGS)
+	$(PY) -m results glue
 
 # The claims on a laptop (no download, ~15 minutes each on 2 idle cores): like
 # `demo`, they run on this machine, wait, render the table (with the paired

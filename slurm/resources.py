@@ -41,6 +41,9 @@ TASK_RESOURCES = {
     "cifar": Resources(gpus=1, cpus=8, mem_gb=32, time_min=12 * 60),
     # ImageNet: one node of 8 GPUs, one process per GPU with 12 loader cores each.
     "imagenet": Resources(gpus=8, cpus=12, mem_gb=480, time_min=24 * 60, nodes=1, tasks=8),
+    # GLUE: one GPU; the batches are padded in the main process (4 threads), MNLI's and
+    # QQP's token ids (about 400k rows each) fit in a few GB.
+    "glue": Resources(gpus=1, cpus=4, mem_gb=32, time_min=12 * 60),
 }
 FALLBACK = Resources(gpus=1, cpus=8, mem_gb=64, time_min=24 * 60)
 

@@ -77,7 +77,7 @@ def test_help_lists_every_field_with_choices():
         if f.name != "task":
             assert "--" + f.name.replace("_", "-") in text
     assert "{sgd,sam,asam,gsam,vasso}" in text
-    assert "{digits,mnist1d,cifar,imagenet,translation}" in text
+    assert "{digits,mnist1d,cifar,imagenet,translation,glue}" in text
     assert "VaSSO averaging weight" in text
 
 
@@ -202,7 +202,10 @@ def test_help_shows_every_real_default_and_each_tasks_own(capsys):
 
     text = help_text()
     assert "default: None" not in text and text.count("(default:") == len(dataclasses.fields(TrainConfig)) - 1
-    assert "--epochs INT number of epochs (or give --max-steps) (default: 30 for digits, mnist1d; 200 for cifar; 90 for imagenet; 60 for translation)" in text
+    assert ("--epochs INT number of epochs (or give --max-steps) (default: 30 for digits, mnist1d; "
+            "200 for cifar; 90 for imagenet; 60 for translation; 10 for glue)") in text
+    assert "(default: sgd for digits, mnist1d, cifar, imagenet, translation; adamw for glue)" in text
+    assert "(default: 128 for glue; none for digits, mnist1d, cifar, imagenet, translation)" in text
     assert ("--rho FLOAT perturbation radius, rho_max for GSAM; only for --optimizer sam, asam, gsam, "
             "vasso (default: 0.05 for sam, gsam, vasso; 0.5 for asam)") in text
     assert "--data-dir STR dataset root (default: $VASSO_DATA, else ./data)" in text
@@ -210,11 +213,14 @@ def test_help_shows_every_real_default_and_each_tasks_own(capsys):
             "(default: 0.9)") in text
     cifar = help_text("cifar")
     assert "number of epochs (or give --max-steps) (default: 200)" in cifar and "weight decay (default: 0.001)" in cifar
+    glue = help_text("glue")
+    assert "AdamW's beta2; only for --base adamw (default: 0.98)" in glue
+    assert "AdamW's eps; only for --base adamw (default: 1e-06)" in glue
 
 
 @pytest.mark.parametrize("argv, valid", [
     (["digits", "--optimizer", "vaso"], ("sgd", "sam", "asam", "gsam", "vasso")),
-    (["glue"], ("digits", "cifar", "imagenet")),
+    (["pytorch"], ("digits", "cifar", "imagenet", "translation", "glue")),
 ])
 def test_an_unknown_choice_is_one_line_naming_the_valid_ones(argv, valid, capsys):
     with pytest.raises(SystemExit) as exc_info:

@@ -84,7 +84,7 @@ class ToyRegression(Task):
         return {"mse": sums["se"] / weight}
 
     @torch.no_grad()
-    def evaluate(self, model, batches, cfg) -> dict[str, float]:
+    def evaluate(self, model, batches, cfg, data=None) -> dict[str, float]:
         pairs = [(model(b["x"]).squeeze(1), b["y"]) for b in batches]
         prediction, target = (torch.cat(t).double() for t in zip(*pairs))
         r = torch.corrcoef(torch.stack([prediction, target]))[0, 1]
@@ -225,12 +225,12 @@ def test_results_cli_refuses_an_unknown_metric_in_one_line(tmp_path, capsys):
 
 
 def test_an_undeclared_or_missing_metric_is_named(tmp_path, monkeypatch):
-    monkeypatch.setattr(ToyRegression, "evaluate", lambda self, model, batches, cfg: {
+    monkeypatch.setattr(ToyRegression, "evaluate", lambda self, model, batches, cfg, data=None: {
         "pearson": 0.5, "r2": 0.2})
     with pytest.raises(ValueError, match=r"evaluate returned \['r2'\], which it does not declare; "
                                          "its metrics: pearson, mse"):
         train(toy(tmp_path, max_steps=2, warmup_steps=1))
-    monkeypatch.setattr(ToyRegression, "evaluate", lambda self, model, batches, cfg: {"mse": 1.0})
+    monkeypatch.setattr(ToyRegression, "evaluate", lambda self, model, batches, cfg, data=None: {"mse": 1.0})
     with pytest.raises(ValueError, match="returned no 'pearson', its primary metric"):
         train(toy(tmp_path / "2", max_steps=2, warmup_steps=1))
     monkeypatch.setattr(ToyRegression, "primary", "r2")

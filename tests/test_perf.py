@@ -31,7 +31,7 @@ def report(tmp_path_factory):
 
 def test_report_has_every_field(report):
     for key in ("device", "device_type", "torch", "time", "settings", "steps", "ratios",
-                "data_pipeline", "epochs", "goals", "imagenet"):
+                "data_pipeline", "epochs", "glue", "goals", "imagenet"):
         assert key in report
     assert report["device_type"] == "cpu" and report["device"].startswith("CPU")
     assert report["goals"] is None  # the H100 goals are not judged on a CPU
@@ -58,6 +58,14 @@ def test_the_translation_step_is_timed_in_tokens_per_second(report):
         median[r["method"]] = r["median_ms"]
     assert math.isclose(t["vasso_over_adamw"], median["vasso"] / median["adamw"])
     assert math.isclose(t["vasso_over_sam"], median["vasso"] / median["sam"])
+def test_the_glue_step_is_timed_for_each_method_with_its_ratios(report):
+    glue = report["glue"]
+    median = {r["method"]: r["median_ms"] for r in glue["steps"]}
+    assert set(median) == {"adamw", "sam", "vasso"} and all(positive(v) for v in median.values())
+    [ratios] = glue["ratios"]
+    assert ratios["vasso_over_adamw"] == pytest.approx(median["vasso"] / median["adamw"])
+    assert ratios["vasso_over_sam"] == pytest.approx(median["vasso"] / median["sam"])
+    assert "hidden 64" in glue["model"] and glue["batch_size"] == 8
 
 
 def test_ratios_come_from_the_measured_times(report):
@@ -159,6 +167,9 @@ def test_each_precision_is_measured_and_named(tmp_path):
     assert report["settings"]["precisions"] == ["bf16", "fp32"]
     assert sorted((r["precision"], r["method"]) for r in report["steps"]) == sorted(
         (p, m) for p in ("bf16", "fp32") for m in ("fb", "sam", "vasso"))
+    assert sorted((r["precision"], r["method"]) for r in report["glue"]["steps"]) == sorted(
+        (p, m) for p in ("bf16", "fp32") for m in ("adamw", "sam", "vasso"))
+    assert [r["precision"] for r in report["glue"]["ratios"]] == ["bf16", "fp32"]
     median = {(r["precision"], r["method"]): r["median_ms"] for r in report["steps"]}
     for row in report["ratios"]:
         p = row["precision"]

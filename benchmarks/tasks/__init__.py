@@ -8,12 +8,14 @@ from .. import config
 from .base import Metric, Task, TaskData, TrainLoss
 from .cifar import CifarTask
 from .digits import DigitsTask
+from .glue import GlueTask
 from .imagenet import ImageNetTask
 from .mnist1d import Mnist1dTask
 from .translation import TranslationTask
 
 TASKS: dict[str, Task] = {"digits": DigitsTask(), "mnist1d": Mnist1dTask(), "cifar": CifarTask(),
-                          "imagenet": ImageNetTask(), "translation": TranslationTask()}
+                          "imagenet": ImageNetTask(), "translation": TranslationTask(),
+                          "glue": GlueTask()}
 
 
 def register(task: Task, *, datasets: tuple[str, ...], models: tuple[str, ...],
@@ -24,7 +26,7 @@ def register(task: Task, *, datasets: tuple[str, ...], models: tuple[str, ...],
     TASKS[task.name] = task
     config.TASK_DATASETS[task.name] = tuple(datasets)
     config.TASK_MODELS[task.name] = tuple(models)
-    config.TASK_DEFAULTS[task.name] = dict(defaults)
+    config.TASK_DEFAULTS[task.name] = {**config.COMMON_DEFAULTS, **defaults}
 
 
 def get_task(name: str) -> Task:
