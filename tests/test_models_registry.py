@@ -57,8 +57,13 @@ def test_pyramidnet_widens_additively_to_16_plus_alpha():
 
 
 def test_every_task_model_is_registered():
-    for models in TASK_MODELS.values():
-        assert set(models) <= set(list_models())
+    from benchmarks.translation.model import ARCHITECTURES
+
+    for task, models in TASK_MODELS.items():
+        # The translation Transformers are built by their own module, from the prepared
+        # dictionaries' sizes (benchmarks.translation.model), not by the image registry.
+        known = ARCHITECTURES if task == "translation" else list_models()
+        assert set(models) <= set(known), task
 
 
 def test_unknown_model_lists_the_valid_ones():
