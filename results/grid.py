@@ -293,8 +293,9 @@ def collect(
 
 BASELINES_CSV = Path(__file__).parent / "reference" / "baselines.csv"
 BASELINE_LABEL = "published baseline (anchor, not the paper's)"
-BASELINE_NOTE = ("The published-baseline row is not the paper's: the model's own authors' figures "
-                 "(results/reference/baselines.csv says where each comes from and which metric).")
+BASELINE_NOTE = ("The published-baseline row is not the paper's: a published figure of the base "
+                 "model and recipe, to anchor ours (results/reference/baselines.csv says where each "
+                 "comes from and which metric).")
 
 
 def load_baseline(experiment: str, path: Path = BASELINES_CSV) -> dict[str, str]:

@@ -219,7 +219,10 @@ def _layout(grid: Grid, style: _Style) -> tuple[list[str], list[list[str]]]:
     if grid.baseline:
         values = [grid.baseline.get(column, "") for column in grid.columns]
         numbers = [float(v) for v in values if v]
-        line = [style.escape(BASELINE_LABEL), *values]
+        line = [style.escape(BASELINE_LABEL)]
+        for column, value in zip(grid.columns, values):
+            # A published final figure: under (final) where the column has three cells.
+            line += [value, "", ""] if column in with_reference else [value]
         if grid.average:
             line.append(f"{statistics.fmean(numbers):.1f}" if len(numbers) == len(values) else "")
         body.append(line)
