@@ -32,7 +32,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from vasso.sam import SKIP
+from vasso.sam import SKIP, SYNC
 
 from .imagenet.sizes import MODELS as IMAGENET_MODELS
 from .imagenet.sizes import image_size_problem
@@ -56,6 +56,7 @@ PROGRESS = ("auto", "bar", "log", "none")
 FAST = ("auto", "on", "off")
 ASAM_SCALES = ("weights", "all")
 SKIP_MODES = SKIP  # what a step without a fresh ascent does (vasso.SharpnessAware's skip)
+SYNC_MODES = SYNC  # the data-parallel perturbation (vasso.SharpnessAware's sync)
 
 # What each task can train, and its defaults for the task-dependent fields.
 TASK_DATASETS: dict[str, tuple[str, ...]] = {
@@ -222,6 +223,12 @@ class TrainConfig:
     update_on_reuse: bool = _opt("VaSSO with --skip reuse: feed the gradient of a reused step into "
                                  "its average too", default=False)
     bn_stats: str | None = _opt("BatchNorm running statistics from the first pass or both passes "
+    sync: str = _opt("data parallel: the perturbation from the gradient all-reduced over the ranks "
+                     "(global, as one process on the whole batch) or from each rank's own share "
+                     "(local: the SAM paper's m-sharpness with m = the per-rank batch; one "
+                     "all-reduce per step instead of two)", SYNC_MODES, default="global")
+    sync_batchnorm: bool = _opt("data parallel on GPUs: BatchNorm statistics over the global batch "
+                                "(SyncBatchNorm) instead of each rank's share", default=False)
                                 "(both: what the official code does)", BN_STATS, default=None)
     lr: float | None = _opt("peak learning rate", default=None)
     schedule: str | None = _opt("learning-rate schedule, per step after the linear warm-up: "
@@ -364,6 +371,10 @@ class TrainConfig:
         if self.update_on_reuse and (self.optimizer != "vasso" or self.skip != "reuse"):
             raise bad("update_on_reuse", "only VaSSO with --skip reuse has an average to feed; "
                       "use --optimizer vasso --skip reuse, or leave it off")
+        if self.sync == "local" and self.optimizer == "gsam" and self.gsam_alpha:
+            raise bad("sync", f"GSAM with --gsam-alpha={self.gsam_alpha} descends along the "
+                      "first-pass gradient, which sync local keeps per rank (the ranks' weights "
+                      "would drift apart); use --sync global or --gsam-alpha 0")
         if not 0 <= self.label_noise < 1:
             raise bad("label_noise", "must lie in [0, 1)")
         if not 0 <= self.label_smoothing < 1:
@@ -444,7 +455,8 @@ _OPTIONAL_FIELDS = ("rho", "image_size", "max_tokens", "max_length", "gsam_rho_m
 # field joins a cell's identity only where it differs from its (dataclass) default, so
 # that adding an option does not move the cells that existed before it: a new id would
 # orphan the runs users already have. Append every new field here.
-FIELDS_ADDED_AFTER_PIN: tuple[str, ...] = ("image_size", "max_tokens", "max_length")
+FIELDS_ADDED_AFTER_PIN: tuple[str, ...] = ("image_size", "max_tokens", "max_length", "sync",
+                                           "sync_batchnorm")
 
 
 def cell_fields(cfg: TrainConfig) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence, TypeVar
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .config import ConfigError
 
@@ -81,6 +83,24 @@ def device_of(world: World, device: torch.device) -> torch.device:
     return torch.device("cuda", world.local_rank % torch.cuda.device_count())
 
 
+def data_parallel(model: nn.Module, world: World, device: torch.device, sync_batchnorm: bool = False
+                  ) -> tuple[nn.Module, nn.Module]:
+    """``(model, trained)``: the module checkpoints hold, and the one that trains.
+
+    One process: both are ``model``. Several: ``trained`` is ``model`` in
+    DistributedDataParallel, which averages the gradients over the ranks (of both
+    passes under the library's ``sync="global"``, of the second under ``"local"``) and
+    gives every rank rank 0's weights when built. BatchNorm normalises by each rank's
+    share of the batch unless ``sync_batchnorm``: its layers then become SyncBatchNorm
+    (GPUs only; the same parameters and buffers, so a checkpoint does not change form).
+    """
+    if world.size == 1:
+        return model, model
+    if sync_batchnorm:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model, DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
 def init_process_group(world: World, device: torch.device) -> None:
     """Join the cell's process group (``env://``): NCCL on GPUs, gloo on CPUs."""
     if world.size > 1 and not torch.distributed.is_initialized():
@@ -130,12 +150,37 @@ class Collective:
             return obj
         size = torch.zeros(1, dtype=torch.int64)
         if self.world.main:
-            buffer = io.BytesIO()
-            torch.save(obj, buffer)
-            data = torch.frombuffer(bytearray(buffer.getbuffer()), dtype=torch.uint8)
+            data = _to_bytes(obj)
             size[0] = len(data)
         torch.distributed.broadcast(size, src=0, group=self.group)
         if not self.world.main:
             data = torch.empty(int(size), dtype=torch.uint8)
         torch.distributed.broadcast(data, src=0, group=self.group)
-        return torch.load(io.BytesIO(data.numpy().tobytes()), weights_only=False)
+        return _from_bytes(data)
+
+    def gather(self, obj: T) -> list[T] | None:
+        """Every rank's ``obj`` on rank 0, in rank order, its tensors on the CPU; None on
+        the other ranks. Sent like :meth:`broadcast`, padded to the longest."""
+        if self.group is None:
+            return [obj]
+        data = _to_bytes(obj)
+        sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(self.world.size)]
+        torch.distributed.all_gather(sizes, torch.tensor([len(data)]), group=self.group)
+        longest = max(int(size) for size in sizes)
+        padded = torch.zeros(longest, dtype=torch.uint8)
+        padded[:len(data)] = data
+        chunks = [torch.empty(longest, dtype=torch.uint8) for _ in sizes]
+        torch.distributed.all_gather(chunks, padded, group=self.group)
+        if not self.world.main:
+            return None
+        return [_from_bytes(chunk[:int(size)], "cpu") for chunk, size in zip(chunks, sizes)]
+
+
+def _to_bytes(obj: object) -> torch.Tensor:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return torch.frombuffer(bytearray(buffer.getbuffer()), dtype=torch.uint8)
+
+
+def _from_bytes(data: torch.Tensor, map_location: str | None = None) -> object:
+    return torch.load(io.BytesIO(data.numpy().tobytes()), map_location=map_location, weights_only=False)

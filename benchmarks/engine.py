@@ -52,14 +52,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 
 
 from . import collapse
 from .config import ConfigError, TrainConfig, cell_id, run_dir
-from .distributed import (Collective, World, check_global_batch, device_of, init_process_group,
-                          world_from_environment)
+from .distributed import (Collective, World, check_global_batch, data_parallel, device_of,
+                          init_process_group, world_from_environment)
 from .methods import build_optimizer
 from .monitor import Monitor, wanted as monitor_wanted
 from .progress import Progress
@@ -161,10 +160,9 @@ class Trainer:
         self.model = task.build_model(cfg, data).to(device)
         if batches.channels_last:  # DeviceCIFAR's NHWC images give channels-last batches for free
             self.model = self.model.to(memory_format=torch.channels_last)
-        # Data parallel: DDP averages the gradients of every pass over the ranks (the
-        # library's sync="global"); its constructor gives every rank rank 0's weights.
-        self.trained = (DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda"
-                                                else None) if self.world.size > 1 else self.model)
+        # Data parallel: the model in DDP (self.trained), BatchNorm layers synchronised
+        # with --sync-batchnorm; self.model stays the module the checkpoints hold.
+        self.model, self.trained = data_parallel(self.model, self.world, device, cfg.sync_batchnorm)
         self.optimizer, self.base = build_optimizer(cfg, self.trained, fused=batches.fast)
         self.scheduler = LambdaLR(self.base, lr_factor(cfg, self.steps_per_epoch, self.total_steps))
         if batches.fast:
@@ -191,6 +189,13 @@ class Trainer:
                               mode="auto" if batches.fast else "eager", autocast_dtype=dtype,
                               scaler=self.scaler, clip_grad_norm=cfg.clip_grad_norm)
 
+    @property
+    def _state_per_rank(self) -> bool:
+        """Whether the ranks' optimizer states differ: under sync="local" each rank's
+        perturbation state is its own (VaSSO's average, the last perturbation), and each
+        rank must resume its own. Otherwise every rank holds rank 0's."""
+        return self.world.size > 1 and getattr(self.optimizer, "sync", "global") == "local"
+
     def _objective(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, Any]:
         loss, sums, weight = self.task.loss(model, batch, self.cfg)
         return loss, (sums, weight)
@@ -212,9 +217,14 @@ class Trainer:
     def _checkpoint(self) -> None:
         self._check_finite()  # never persist a diverged state
         self._fold_sums()
+        optimizer = self.optimizer.state_dict()
+        by_rank = self.collective.gather(optimizer) if self._state_per_rank else None
+        if by_rank is not None:
+            by_rank[0] = optimizer  # the same tensors: saved once
         self.rundir.save_checkpoint({
             "format": CHECKPOINT_FORMAT, "cell_id": cell_id(self.cfg),
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": self.model.state_dict(), "optimizer": optimizer,
+            "optimizer_by_rank": by_rank,
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "position": dataclasses.asdict(self.pos) | {"elapsed_s": self._elapsed()},
             "train_sums": self.sums.state_dict(), "rng": rng_state()})
@@ -231,7 +241,14 @@ class Trainer:
             self.rundir.truncate_metrics(0)  # killed before its first checkpoint may have left a line
             return
         self.model.load_state_dict(ckpt["model"])
-        load_optimizer_state(self.optimizer, self.base, ckpt["optimizer"])
+        by_rank = ckpt.get("optimizer_by_rank")
+        saved = len(by_rank) if by_rank else 1  # processes that wrote the checkpoint
+        if self.cfg.sync == "local" and saved != self.world.size:
+            raise ConfigError(f"{self.rundir.path}: its checkpoint was written by {saved} "
+                              f"process(es) under --sync local, whose optimizer state is per "
+                              f"rank; resume it with {saved}, not {self.world.size}")
+        load_optimizer_state(self.optimizer, self.base,
+                             by_rank[self.world.rank] if by_rank else ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         # The checkpoint's param groups brought back the LR of whichever path wrote it
@@ -500,6 +517,9 @@ def _train_locked(cfg: TrainConfig, rundir: RunDir | FollowerRunDir, world: Worl
     if world.size > 1 and use_fast_path(cfg, device):
         raise ConfigError("--fast with several processes: the CIFAR fast path trains in one "
                           "process; pass --fast off")
+    if world.size > 1 and cfg.sync_batchnorm and device.type != "cuda":
+        raise ConfigError("--sync-batchnorm on CPU processes: torch's SyncBatchNorm runs on GPUs "
+                          "only; leave it off (each rank then normalises by its own share)")
     # One try from loading on: a ConfigError (missing data, a batch larger than the
     # data) is bad input and writes nothing; any other failure, a corrupt data file
     # included, is a failure and leaves error.json, as exit code 1 promises.

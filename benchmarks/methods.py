@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 import vasso
 
@@ -33,9 +34,9 @@ if TYPE_CHECKING:
     from .config import TrainConfig
 
 # Read by every sharpness-aware method: the radius, the BatchNorm policy (meaningless
-# with one pass per step) and when a step ascends and what a step without ascent does
-# (issue #15's cheaper steps).
-SHARPNESS_FIELDS = ("rho", "bn_stats", "ascent_every", "ascent_prob", "skip")
+# with one pass per step), when a step ascends and what a step without ascent does
+# (issue #15's cheaper steps), and whose gradient perturbs under data parallelism.
+SHARPNESS_FIELDS = ("rho", "bn_stats", "ascent_every", "ascent_prob", "skip", "sync")
 
 
 @dataclass(frozen=True)
@@ -164,9 +165,12 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, fused: bool = False
     method = METHODS[cfg.optimizer]
     if method.vasso_class is None:
         return base, base
+    # One process: its gradient is the global one (and a model outside DDP has no no_sync).
+    sync = cfg.sync if isinstance(model, DistributedDataParallel) else "global"
     optimizer = method.vasso_class(
-        base, rho=cfg.rho, model=model, bn_stats=cfg.bn_stats, ascent_every=cfg.ascent_every,
-        ascent_prob=cfg.ascent_prob, skip=cfg.skip, clip_grad_norm=cfg.clip_grad_norm,
+        base, rho=cfg.rho, model=model, bn_stats=cfg.bn_stats, sync=sync,
+        ascent_every=cfg.ascent_every, ascent_prob=cfg.ascent_prob, skip=cfg.skip,
+        clip_grad_norm=cfg.clip_grad_norm,
         seed=data_seed(cfg, "ascent") % 2**31,
         **method.settings(cfg))
     return optimizer, base

@@ -18,7 +18,7 @@ from benchmarks.config import (
 from results import plots
 
 # Written out here, not read from the registry: what each method and base reads.
-SHARPNESS = {"rho", "bn_stats", "ascent_every", "ascent_prob", "skip"}
+SHARPNESS = {"rho", "bn_stats", "ascent_every", "ascent_prob", "skip", "sync"}
 READS = {
     "sgd": set(),
     "sam": SHARPNESS,
@@ -29,7 +29,7 @@ READS = {
 BASE_READS = {"sgd": {"momentum", "nesterov", "weight_decay"},
               "adamw": {"adam_beta1", "adam_beta2", "adam_eps", "weight_decay"}}
 # Another valid value of each owned field.
-OTHER = {"rho": 0.3, "bn_stats": "both", "ascent_every": 2, "ascent_prob": 0.5, "skip": "reuse",
+OTHER = {"rho": 0.3, "bn_stats": "both", "ascent_every": 2, "ascent_prob": 0.5, "skip": "reuse", "sync": "local",
          "eta": 0.2, "asam_scale": "all", "gsam_rho_min": 0.01, "gsam_alpha": 0.3, "theta": 0.2,
          "update_on_reuse": True, "momentum": 0.8, "nesterov": True, "weight_decay": 0.01,
          "adam_beta1": 0.8, "adam_beta2": 0.99, "adam_eps": 1e-6}
