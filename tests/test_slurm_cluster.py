@@ -109,6 +109,29 @@ def test_scontrol_requeue_resumes_the_cell_from_its_checkpoint(capsys, sweep_env
     assert metric_epochs(cell.path) == list(range(1, 21)), "epochs repeated or lost across the requeue"
 
 
+def test_a_two_task_job_requeued_mid_run_resumes_both_ranks_and_finishes_once(capsys, sweep_env, slurm_node_free):
+    """One cell, data-parallel over two CPU tasks of one job (gloo): `scontrol requeue`
+    stops both ranks at the same step; the requeued job resumes both from rank 0's
+    checkpoint and finishes with one result."""
+    module, runs = sweep_env
+    code, out = run_cli(capsys, module, runs, "launch", "long", "--time", "10",
+                        "--tasks-per-node", "2", "--cpus", "1")
+    assert code == 0 and "nodes=1 tasks/node=2 gpus=0 cpus=1" in out, out
+    [cell] = statuses(module, runs, "long")
+    job = sweep.read_jobs(runs / "long" / ".sweep")[cell.cell]
+    wait_while_free(lambda: (cell.path / "metrics.jsonl").exists(), 120, "the first epoch", runs / "long")
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    [cell] = settle(module, runs, "long")
+    assert cell.state == "done"
+    meta = json.loads((cell.path / "meta.json").read_text())
+    assert meta["world_size"] == 2
+    assert meta["slurm_job_ids"] == [job, job], "rank 0 should have started the cell twice, in the same job"
+    assert metric_epochs(cell.path) == list(range(1, 21)), "epochs repeated or lost across the requeue"
+    logs = "".join(p.read_text() for p in (runs / "long" / ".sweep" / "submitit").rglob("*_log.out"))
+    assert logs.count("resuming ") == 1, "rank 0 alone reports the resume, once"
+    assert logs.count("run directory: ") == 2, "rank 0 alone writes the run directory, once per start"
+
+
 @pytest.mark.slow
 def test_a_time_limit_checkpoints_requeues_and_resumes(capsys, tmp_path, slurm_node_free):
     module, runs = write_experiments(tmp_path, long_epochs=1000), tmp_path / "runs"
