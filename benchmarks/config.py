@@ -82,8 +82,8 @@ TASK_MODELS: dict[str, tuple[str, ...]] = {
 # Tasks whose --model is not limited to TASK_MODELS.
 OPEN_MODEL_TASKS = ("glue",)
 # Defaults every task shares unless it sets its own: the base optimizer and its settings.
-COMMON_DEFAULTS: dict[str, Any] = dict(base="sgd", warmup_epochs=0.0, adam_beta2=0.999,
-                                       adam_eps=1e-8)
+COMMON_DEFAULTS: dict[str, Any] = dict(base="sgd", warmup_epochs=0.0, warmup_steps=0,
+                                       label_smoothing=0.0, adam_beta2=0.999, adam_eps=1e-8)
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {task: {**COMMON_DEFAULTS, **defaults} for task, defaults in {
     # Seconds on a laptop CPU: the embedded demo and the tests. One thread (also for
     # mnist1d): the models are small, and cells run side by side, one per core.
@@ -108,13 +108,12 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {task: {**COMMON_DEFAULTS, **defaults
                      epochs=90, batch_size=256, cutout_prob=0.0, norm_stats="dataset",
                      schedule="cosine", bn_stats="first", threads=4, image_size=224),
     # fairseq's IWSLT'14 De-En recipe (docs/translation.md): batches of at most 4,096 tokens,
-    # lr 5e-4 with the inverse-sqrt schedule, wd 1e-4. AdamW with betas (0.9, 0.98), 4,000
-    # warm-up steps and label smoothing 0.1 cannot be task defaults (their fields have
-    # non-None defaults): the experiment gives them, or the command line: --base adamw
-    # --adam-beta2 0.98 --warmup-steps 4000 --label-smoothing 0.1. The length, 60 epochs (~66k updates), is
-    # *unverified*: the paper's could not be read. batch_size is unused (token batches).
-    "translation": dict(dataset="iwslt14-de-en", model="transformer_iwslt_de_en", lr=5e-4,
-                        weight_decay=1e-4, schedule="inverse-sqrt", epochs=60, batch_size=1,
+    # AdamW with betas (0.9, 0.98), lr 5e-4 with the inverse-sqrt schedule after 4,000
+    # warm-up steps, wd 1e-4, label smoothing 0.1. The length, 60 epochs (~66k updates),
+    # is *unverified*: the paper's could not be read. batch_size is unused (token batches).
+    "translation": dict(dataset="iwslt14-de-en", model="transformer_iwslt_de_en", base="adamw",
+                        adam_beta2=0.98, lr=5e-4, weight_decay=1e-4, schedule="inverse-sqrt",
+                        warmup_steps=4000, label_smoothing=0.1, epochs=60, batch_size=1,
                         max_tokens=4096, cutout_prob=0.0, norm_stats="dataset", bn_stats="first",
                         threads=4),
     # The RoBERTa fine-tuning recipe (benchmarks/glue/recipe.py, docs/glue.md): AdamW with
@@ -223,13 +222,13 @@ class TrainConfig:
     update_on_reuse: bool = _opt("VaSSO with --skip reuse: feed the gradient of a reused step into "
                                  "its average too", default=False)
     bn_stats: str | None = _opt("BatchNorm running statistics from the first pass or both passes "
+                                "(both: what the official code does)", BN_STATS, default=None)
     sync: str = _opt("data parallel: the perturbation from the gradient all-reduced over the ranks "
                      "(global, as one process on the whole batch) or from each rank's own share "
                      "(local: the SAM paper's m-sharpness with m = the per-rank batch; one "
                      "all-reduce per step instead of two)", SYNC_MODES, default="global")
     sync_batchnorm: bool = _opt("data parallel on GPUs: BatchNorm statistics over the global batch "
                                 "(SyncBatchNorm) instead of each rank's share", default=False)
-                                "(both: what the official code does)", BN_STATS, default=None)
     lr: float | None = _opt("peak learning rate", default=None)
     schedule: str | None = _opt("learning-rate schedule, per step after the linear warm-up: "
                                 "cosine = a cosine to 0; linear = a linear decay to 0; constant; "
@@ -239,7 +238,8 @@ class TrainConfig:
                                 "0 and 1 at the peak rate, the last one above 0; no warm-up)",
                                 SCHEDULES, default=None)
     warmup_epochs: float | None = _opt("linear warm-up length in epochs", default=None)
-    warmup_steps: int = _opt("linear warm-up length in steps (instead of --warmup-epochs)", default=0)
+    warmup_steps: int | None = _opt("linear warm-up length in steps (instead of --warmup-epochs)",
+                                    default=None)
     clip_grad_norm: float | None = _opt("clip the global norm of the descent gradient to this "
                                         "(sharpness-aware methods: the gradient at w + e; the ascent "
                                         "is unaffected)", default=None, default_text="no clipping")
@@ -263,7 +263,7 @@ class TrainConfig:
     eval_every: int = _opt("evaluate every k epochs (and always after the last)", default=1)
     eval_every_steps: int | None = _opt("also evaluate every k steps", default=None,
                                         default_text="only at the ends of epochs")
-    label_smoothing: float = _opt("label smoothing of the training loss", default=0.0)
+    label_smoothing: float | None = _opt("label smoothing of the training loss", default=None)
     max_length: int | None = _opt("glue: the tokens a row is truncated to, special tokens "
                                   "included", default=None)
     label_noise: float = _opt("fraction of training labels flipped to another class, in [0, 1)", default=0.0)
@@ -309,9 +309,12 @@ class TrainConfig:
         if self.max_steps is not None and self.epochs is not None:
             raise ConfigError(f"--epochs={self.epochs} and --max-steps={self.max_steps}: give the "
                               "length of training once, in epochs or in steps")
+        given = {name for name in _OTHER_WARMUP if getattr(self, name) is not None}
         for name, value in TASK_DEFAULTS[self.task].items():
             if name == "epochs" and self.max_steps is not None:
                 continue  # the length is given in steps
+            if name in _OTHER_WARMUP and _OTHER_WARMUP[name] in given:
+                value = 0  # the warm-up is given in the other unit: none in this one
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
         if self.rho is None:  # None for SGD, and for an unknown optimizer (_validate says so)
@@ -368,13 +371,13 @@ class TrainConfig:
                 raise bad("ascent_prob", "must lie in (0, 1]")
             if self.ascent_every > 1:
                 raise bad("ascent_prob", "give --ascent-every or --ascent-prob, not both")
-        if self.update_on_reuse and (self.optimizer != "vasso" or self.skip != "reuse"):
-            raise bad("update_on_reuse", "only VaSSO with --skip reuse has an average to feed; "
-                      "use --optimizer vasso --skip reuse, or leave it off")
         if self.sync == "local" and self.optimizer == "gsam" and self.gsam_alpha:
             raise bad("sync", f"GSAM with --gsam-alpha={self.gsam_alpha} descends along the "
                       "first-pass gradient, which sync local keeps per rank (the ranks' weights "
                       "would drift apart); use --sync global or --gsam-alpha 0")
+        if self.update_on_reuse and (self.optimizer != "vasso" or self.skip != "reuse"):
+            raise bad("update_on_reuse", "only VaSSO with --skip reuse has an average to feed; "
+                      "use --optimizer vasso --skip reuse, or leave it off")
         if not 0 <= self.label_noise < 1:
             raise bad("label_noise", "must lie in [0, 1)")
         if not 0 <= self.label_smoothing < 1:
@@ -444,6 +447,10 @@ class TrainConfig:
         if not self.experiment or "/" in self.experiment or self.experiment.startswith("."):
             raise bad("experiment", "must be a plain, non-empty folder name")
 
+
+# A warm-up is given once, in epochs or in steps: giving one sets the other to 0
+# (instead of the task's default, which would clash with it).
+_OTHER_WARMUP = {"warmup_epochs": "warmup_steps", "warmup_steps": "warmup_epochs"}
 
 # Fields that may stay None after the task defaults are applied.
 _OPTIONAL_FIELDS = ("rho", "image_size", "max_tokens", "max_length", "gsam_rho_min", "ascent_prob",

@@ -371,8 +371,8 @@ def time_translation(s: Settings, device: torch.device, precision: str) -> dict[
     for method in ("sgd", "sam", "vasso"):  # sgd: the base alone, here AdamW
         torch.manual_seed(0)
         model = Transformer(src_vocab, tgt_vocab, ARCHITECTURES[s.translation_model]).to(device)
-        cfg = TrainConfig("translation", optimizer=method, base="adamw", adam_beta2=0.98, lr=5e-4,
-                          warmup_steps=4000, rho=None if method == "sgd" else RHO, theta=THETA)
+        cfg = TrainConfig("translation", optimizer=method, rho=None if method == "sgd" else RHO,
+                          theta=THETA)  # the recipe's AdamW: the task's defaults
         optimizer, _ = build_optimizer(cfg, model)
         step = TrainStep(model, optimizer, objective, mode="eager",
                          autocast_dtype=torch.bfloat16 if precision == "bf16" else None)

@@ -22,13 +22,13 @@ import dataclasses
 import json
 import os
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from benchmarks.rundir import SWEEP
+from benchmarks.rundir import META, SWEEP, try_read_json
 from benchmarks.runstate import read_jobs, scheduler_queue
 
 from .reference import ReferenceTable, ReferenceValue
@@ -143,6 +143,9 @@ class Grid:
     # Published values of a baseline, by column: a labelled row, not the paper's
     # (results/reference/baselines.csv).
     baseline: dict[str, str] = field(default_factory=dict)
+    # What defines a shown metric that its number does not show (SIGNATURES), as the
+    # finished runs recorded it: {label: {signature: runs}}.
+    signatures: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def cell(self, row: str, column: str) -> Group | None:
         for group in self.groups:
@@ -288,7 +291,31 @@ def collect(
         problems=[problem for g in ordered for run in g.runs for problem in run.problems],
         average=getattr(experiment, "average", None),
         baseline=load_baseline(experiment.name),
+        signatures=metric_signatures(ordered),
     )
+
+
+# Metrics defined by settings their number does not show: the run's meta.json records them
+# under this key, and the table prints them under itself (sacreBLEU's tokenizer, casing,
+# smoothing and version: one BLEU is comparable with another only under the same signature).
+SIGNATURES = {"sacrebleu": ("sacrebleu_signature", "sacreBLEU signature")}
+
+
+def metric_signatures(groups: list[Group]) -> dict[str, dict[str, int]]:
+    """``{label: {signature: finished runs}}`` for each metric of SIGNATURES the groups show."""
+    shown = {metric.name for group in groups for metric in group.metrics}
+    found: dict[str, dict[str, int]] = {}
+    for metric, (key, label) in SIGNATURES.items():
+        if metric not in shown:
+            continue
+        counts: Counter[str] = Counter()
+        for run in (run for group in groups for run in group.runs if run.state == "done"):
+            meta, _ = try_read_json(run.path / META)
+            value = meta.get(key) if isinstance(meta, dict) else None
+            counts[value if isinstance(value, str) else "not recorded"] += 1
+        if counts:
+            found[label] = dict(counts)
+    return found
 
 
 BASELINES_CSV = Path(__file__).parent / "reference" / "baselines.csv"

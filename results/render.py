@@ -120,7 +120,7 @@ _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
     "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "—": "---", "≈": r"$\approx$", "±": r"$\pm$", "†": r"$^\dagger$", "·": r"\textperiodcentered{}",
-    "<": r"\textless{}", ">": r"\textgreater{}",
+    "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}",
 }
 
 
@@ -299,6 +299,20 @@ def collapsed_runs(grid: Grid) -> list[str]:
     return lines
 
 
+def signature_lines(grid: Grid) -> list[str]:
+    """One line per signed metric: its signature, or the ones the runs disagree on."""
+    lines = []
+    for label, counts in grid.signatures.items():
+        if len(counts) == 1:
+            [(signature, runs)] = counts.items()
+            lines.append(f"{label} ({runs} finished run{'s' * (runs > 1)}): {signature}")
+        else:
+            each = "; ".join(f"{signature} ({runs} runs)" for signature, runs in sorted(counts.items()))
+            lines.append(f"{label}s differ between the runs, whose figures are therefore not "
+                         f"comparable: {each}")
+    return lines
+
+
 def markdown(grid: Grid, baseline: str | None = None) -> str:
     header, body = _layout(grid, _MARKDOWN)
     out = [f"# {grid.title}", "", caption(grid), ""]
@@ -307,6 +321,8 @@ def markdown(grid: Grid, baseline: str | None = None) -> str:
     out += ["| " + " | ".join(line) + " |" for line in body]
     if grid.baseline:
         out += ["", BASELINE_NOTE]
+    for line in signature_lines(grid):
+        out += ["", line]  # a paragraph: its "|" separators need no escape
     compared = differences(grid, baseline)
     if compared:
         out += ["", compared[0], ""] + [f"- {_MARKDOWN.escape(line)}" for line in compared[1:]]
@@ -355,6 +371,8 @@ def latex(grid: Grid, baseline: str | None = None) -> str:
         f"  \\label{{tab:{label}}}",
         *("  " + line for line in tabular(grid).splitlines()),
     ]
+    for line in signature_lines(grid):
+        out += [r"  \par\smallskip\footnotesize " + latex_escape(line)]
     compared = differences(grid, baseline)
     if compared:
         out += [r"  \par\smallskip\footnotesize " + latex_escape(compared[0])]

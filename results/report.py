@@ -300,6 +300,7 @@ def _latex_section(section: Section, report: Report) -> list[str]:
         r"\begin{center}", r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
         render.tabular(grid) + "}", r"\end{center}", rf"{{\small {_tex(render.caption(grid))}}}",
     ]
+    out += [rf"\par{{\small {_tex(line)}}}" for line in render.signature_lines(grid)]
     # results/stats.py's paired statistics (per column, each method against its baseline) go here.
     note = marked_note(section, report.commit)
     if note:
@@ -391,6 +392,7 @@ def _html_section(section: Section, report: Report) -> list[str]:
         out.append(f'<p class="not-yet-run">Not yet run: {_h(state_summary(grid))}.</p>')
         return out + _html_commands(section) + ["</section>"]
     out += [render.html(grid), f'<p class="caption">{_h(render.caption(grid))}</p>']
+    out += [f'<p class="caption">{_h(line)}</p>' for line in render.signature_lines(grid)]
     # results/stats.py's paired statistics (per column, each method against its baseline) go here.
     note = marked_note(section, report.commit)
     if note:

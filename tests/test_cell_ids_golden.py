@@ -49,7 +49,7 @@ def test_the_pinned_file_covers_every_cell():
 def test_a_field_added_after_the_pin_joins_an_id_only_away_from_its_default(monkeypatch):
     cfg = TrainConfig("digits")
     before = cell_id(cfg)
-    monkeypatch.setattr(config, "FIELDS_ADDED_AFTER_PIN", ("label_smoothing",))
-    assert "label_smoothing" not in cell_fields(cfg) and cell_id(cfg) != before  # left out at 0.0
-    smoothed = dataclasses.replace(cfg, label_smoothing=0.1)
-    assert cell_fields(smoothed)["label_smoothing"] == 0.1 and cell_id(smoothed) != cell_id(cfg)
+    monkeypatch.setattr(config, "FIELDS_ADDED_AFTER_PIN", ("eval_every",))
+    assert "eval_every" not in cell_fields(cfg) and cell_id(cfg) != before  # left out at 1
+    sparse = dataclasses.replace(cfg, eval_every=2)
+    assert cell_fields(sparse)["eval_every"] == 2 and cell_id(sparse) != cell_id(cfg)

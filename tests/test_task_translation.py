@@ -38,6 +38,18 @@ def cell(data_dir, runs_dir, **kw) -> TrainConfig:
     return TrainConfig("translation", **{**fields, **kw})
 
 
+def test_the_task_defaults_are_fairseqs_iwslt14_recipe():
+    cfg = TrainConfig("translation", optimizer="vasso")
+    recipe = dict(model="transformer_iwslt_de_en", base="adamw", adam_beta1=0.9, adam_beta2=0.98,
+                  adam_eps=1e-8, lr=5e-4, schedule="inverse-sqrt", warmup_steps=4000,
+                  warmup_epochs=0.0, weight_decay=1e-4, label_smoothing=0.1, max_tokens=4096)
+    assert {name: getattr(cfg, name) for name in recipe} == recipe
+    # A warm-up given in epochs replaces the recipe's in steps (not a clash with it).
+    assert TrainConfig("translation", warmup_epochs=1.0).warmup_steps == 0
+    assert TrainConfig("glue", warmup_steps=100).warmup_epochs == 0.0
+    assert TrainConfig("digits").label_smoothing == 0.0 and TrainConfig("digits").warmup_steps == 0
+
+
 def test_a_translation_cell_trains_on_token_batches_and_scores_validation_bleu(data_dir, tmp_path):
     cfg = cell(data_dir, tmp_path)
     assert cfg.lr == 1e-3 and cfg.schedule == "inverse-sqrt" and cfg.weight_decay == 1e-4
@@ -125,8 +137,10 @@ def test_slurm_plan_iwslt14_lists_adamw_sam_and_vasso_at_three_seeds(tmp_path, c
 
 def test_the_iwslt14_table_shows_test_bleu_of_the_best_validation_checkpoint(tmp_path, capsys):
     from benchmarks.experiments import get
+    from benchmarks.translation.bleu import sacrebleu_signature
     from results import cli as results_cli
     experiment = get("iwslt14")
+    signature = sacrebleu_signature()
     for n, cfg in enumerate(experiment.cells):
         cfg = dataclasses.replace(cfg, runs_dir=str(tmp_path))
         run = run_dir(cfg)
@@ -140,9 +154,21 @@ def test_the_iwslt14_table_shows_test_bleu_of_the_best_validation_checkpoint(tmp
                       "train": {"loss": 3.0, "nll": 2.4}},
             "best": {"epoch": 55, "step": 60000, "valid": valid, "test": test},
             "epochs": 60, "steps": 66000, "time_s": 1.0, "collapse": None}))
+        (run / "meta.json").write_text(json.dumps({"sacrebleu_signature": signature}))
     out = tmp_path / "outputs"
     assert results_cli.main(["iwslt14", "--runs-dir", str(tmp_path), "--out", str(out), "--metric", "best"]) == 0
     table = (out / "tables" / "iwslt14.md").read_text()
     # The best checkpoint's test BLEU (34, 35, 36 over the seeds), not the last one's (7).
     [vasso] = [line for line in table.splitlines() if line.startswith("| vasso |")]
     assert "35.00 ± 1.00" in vasso and "33.00 ± 0.00" in vasso and "7.00" not in table
+    # The sacreBLEU signature the runs recorded, under the table.
+    assert f"\nsacreBLEU signature (9 finished runs): {signature}\n" in table
+    assert "sacreBLEU signature (9 finished runs): nrefs:1\\textbar{}case:" in (
+        out / "tables" / "iwslt14.tex").read_text()
+    # Runs scored under another signature (another sacrebleu version) are said not comparable.
+    other = signature.replace("version:", "version:0.")
+    (run / "meta.json").write_text(json.dumps({"sacrebleu_signature": other}))
+    assert results_cli.main(["iwslt14", "--runs-dir", str(tmp_path), "--out", str(out), "--metric", "best"]) == 0
+    table = (out / "tables" / "iwslt14.md").read_text()
+    assert ("sacreBLEU signatures differ between the runs, whose figures are therefore not comparable: "
+            f"{other} (1 runs); {signature} (8 runs)") in table
