@@ -257,10 +257,9 @@ def _recipe() -> Experiment:
 # Machine translation: IWSLT'14 De-En, fairseq's recipe (docs/translation.md)
 # ---------------------------------------------------------------------------
 
-# The recipe's fields that are not the task's defaults (benchmarks/config.py): AdamW with
-# betas (0.9, 0.98), 4,000 warm-up updates, label smoothing 0.1, bf16 on the GPU;
-# validation BLEU on the fixed subset every 2,000 updates (and after every epoch).
-# The recipe's AdamW, warm-up and label smoothing are the task's defaults (benchmarks/config.py).
+# The recipe's fields that are not the task's defaults (AdamW, its warm-up and label
+# smoothing are: benchmarks/config.py): bf16 on the GPU; validation BLEU on the fixed
+# subset every 2,000 updates (and after every epoch).
 COMMON_IWSLT = dict(task="translation", precision="bf16", eval_every_steps=2000)
 # *unverified*: the paper's rho and theta for translation could not be read. SAM's
 # rho 0.05 is its common NLP choice; theta 0.4 is VaSSO's CIFAR ResNet-18 value.
