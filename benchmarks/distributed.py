@@ -160,7 +160,8 @@ class Collective:
 
     def gather(self, obj: T) -> list[T] | None:
         """Every rank's ``obj`` on rank 0, in rank order, its tensors on the CPU; None on
-        the other ranks. Sent like :meth:`broadcast`, padded to the longest."""
+        the other ranks. Sent like :meth:`broadcast`, padded to the longest; only rank 0
+        receives the others' (an optimizer state per rank: no rank holds all but it)."""
         if self.group is None:
             return [obj]
         data = _to_bytes(obj)
@@ -169,9 +170,9 @@ class Collective:
         longest = max(int(size) for size in sizes)
         padded = torch.zeros(longest, dtype=torch.uint8)
         padded[:len(data)] = data
-        chunks = [torch.empty(longest, dtype=torch.uint8) for _ in sizes]
-        torch.distributed.all_gather(chunks, padded, group=self.group)
-        if not self.world.main:
+        chunks = [torch.empty(longest, dtype=torch.uint8) for _ in sizes] if self.world.main else None
+        torch.distributed.gather(padded, chunks, dst=0, group=self.group)
+        if chunks is None:
             return None
         return [_from_bytes(chunk[:int(size)], "cpu") for chunk, size in zip(chunks, sizes)]
 
