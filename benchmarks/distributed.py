@@ -10,7 +10,8 @@ The batch order stays one global, seeded order: ``--batch-size`` is the global
 batch, and rank ``r`` of ``W`` takes the ``r``-th of its ``W`` equal contiguous parts
 (:func:`share`). The global batch therefore does not depend on the number of
 processes; with a mean loss and DistributedDataParallel's averaged gradients, a step
-is the one-process step on the same global batch, up to the order of the sums.
+is the one-process step on the same global batch, up to the order of the sums
+(under ``--sync global``; ``--sync local`` perturbs with each rank's share alone).
 """
 
 from __future__ import annotations
