@@ -188,3 +188,14 @@ def test_a_column_with_a_paper_value_for_some_methods_is_still_split(tmp_path):
     assert "| sgd | **78.00**† (1) | **79.00**† (1) |  |" in text  # a tie: both bold, neither the winner
     assert "| sam | **78.00**† (1) | **79.00**† (1) | ≈81.0 |" in text
     assert "Columns without a paper value" not in text
+
+
+def test_a_baseline_row_keeps_its_values_under_their_columns_beside_paper_values(golden):
+    """A published baseline (results/reference/baselines.csv) in a table whose columns also
+    show the paper's value: each figure under its column's (final) cell, the rest empty."""
+    _, grid = golden
+    grid = dataclasses.replace(grid, baseline={"wrn28_10": "96.1", "vgg11_bn": "92.6"})
+    anchor = next(line for line in markdown(grid).splitlines()
+                  if line.startswith("| published baseline (anchor, not the paper's)"))
+    # resnet18 (final, best, paper), wrn28_10 (final, best, paper), vgg11_bn
+    assert [c.strip() for c in anchor.strip("|").split("|")][1:] == ["", "", "", "96.1", "", "", "92.6"]
