@@ -133,12 +133,15 @@ def test_a_two_task_job_requeued_mid_run_resumes_both_ranks_and_finishes_once(ca
 
 
 @pytest.mark.slow
-def test_a_time_limit_checkpoints_requeues_and_resumes(capsys, tmp_path, slurm_node_free):
+@pytest.mark.parametrize("tasks", [1, 2])
+def test_a_time_limit_checkpoints_requeues_and_resumes(capsys, tmp_path, slurm_node_free, tasks):
     module, runs = write_experiments(tmp_path, long_epochs=1000), tmp_path / "runs"
     # Two minutes, signalled 30 s before the end; Slurm may signal up to a minute
     # early, so the signal comes 30 to 90 s in. The cell needs far longer: the job
     # times out, checkpoints, is requeued and resumes; the test stops it there.
-    code, out = run_cli(capsys, module, runs, "launch", "long", "--time", "2", "--signal-delay", "30")
+    # Two tasks: one cell data-parallel over two CPU processes (gloo).
+    shape = ["--tasks-per-node", "2", "--cpus", "1"] if tasks == 2 else []
+    code, out = run_cli(capsys, module, runs, "launch", "long", "--time", "2", "--signal-delay", "30", *shape)
     assert code == 0, out
     [cell] = statuses(module, runs, "long")
     job = sweep.read_jobs(runs / "long" / ".sweep")[cell.cell]
@@ -161,6 +164,11 @@ def test_a_time_limit_checkpoints_requeues_and_resumes(capsys, tmp_path, slurm_n
     assert epochs == list(range(1, len(epochs) + 1)), f"epochs repeated or lost across the timeout: {epochs}"
     logs = "".join(p.read_text() for p in (runs / "long" / ".sweep" / "submitit").rglob("*_log.*"))
     assert "timed-out" in logs and "Requeued job" in logs
+    meta = json.loads((cell.path / "meta.json").read_text())
+    # The engine stopped at a step boundary and said so (not killed at Slurm's limit).
+    assert meta["world_size"] == tasks and meta.get("stops"), meta
+    if tasks == 2:  # rank 0's task alone requeues; the other's engine stops with it
+        assert "Not checkpointing nor requeuing since I am a slave" in logs
 
 
 def test_failed_cell_shows_failed_and_retry_resubmits_only_it(capsys, sweep_env, slurm_node_free):
