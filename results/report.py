@@ -337,7 +337,7 @@ def _latex_provenance(section: Section, report: Report) -> list[str]:
     out += [r"\end{itemize}", r"\end{description}"]
     header, rows = source_rows(section)
     out += [r"{\scriptsize\setlength{\tabcolsep}{3pt}",
-            rf"\begin{{longtable}}{{llllrrllll}}", r"\toprule",
+            r"\begin{longtable}{llllrrllll}", r"\toprule",
             " & ".join(_tex(h) for h in header) + r" \\", r"\midrule", r"\endhead"]
     out += [" & ".join(_tex(cell) for cell in row) + r" \\" for row in rows]
     out += [r"\bottomrule", r"\end{longtable}}"]

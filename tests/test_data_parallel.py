@@ -72,6 +72,29 @@ def kill_tree(pid: int) -> None:
             pass
 
 
+def kill_after(argv: list[str], runs: pathlib.Path, step: int) -> int:
+    """Start ``argv``; once a checkpoint at ``step`` or later is on disk, SIGKILL it
+    (torchrun and every rank: no chance to save). Returns the checkpoint's step."""
+    proc = subprocess.Popen(argv, cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            path = next(runs.glob("adhoc/*/checkpoint.pt"), None)
+            try:
+                if path is not None and torch.load(path, weights_only=False)["position"]["step"] >= step:
+                    break
+            except Exception:  # noqa: BLE001 - replaced while read: look again
+                pass
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"the run wrote no checkpoint at step {step} or later in 300 s")
+    finally:
+        kill_tree(proc.pid)
+        proc.wait()
+    return torch.load(cell_dir(runs) / "checkpoint.pt", weights_only=False)["position"]["step"]
+
+
 def run(processes: int, args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(command(processes, args), cwd=REPO, env=env(), capture_output=True,
                           text=True, timeout=600)
@@ -122,25 +145,7 @@ def test_a_two_process_run_killed_mid_epoch_resumes_exactly(data_dir, tmp_path):
     whole = run(2, [*args, "--runs-dir", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr[-2000:]
     runs = tmp_path / "killed"
-    proc = subprocess.Popen(command(2, [*args, "--runs-dir", str(runs)]), cwd=REPO, env=env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            ckpt = next(runs.glob("adhoc/*/checkpoint.pt"), None)
-            if ckpt is not None:
-                try:
-                    if torch.load(ckpt, weights_only=False)["position"]["step"] >= 4:
-                        break
-                except Exception:  # noqa: BLE001 - replaced while read: look again
-                    pass
-            time.sleep(0.2)
-        else:
-            pytest.fail("the run wrote no checkpoint past step 4 in 300 s")
-    finally:
-        kill_tree(proc.pid)  # torchrun and both ranks, no chance to save
-        proc.wait()
-    step = torch.load(cell_dir(runs) / "checkpoint.pt", weights_only=False)["position"]["step"]
+    step = kill_after(command(2, [*args, "--runs-dir", str(runs)]), runs, step=4)
     assert 4 <= step < 9 and not (cell_dir(runs) / "result.json").exists()
     resumed = run(2, [*args, "--runs-dir", str(runs)])
     assert resumed.returncode == 0, resumed.stderr[-2000:]

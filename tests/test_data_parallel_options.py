@@ -5,8 +5,6 @@ the global batch), with the digits task, whose runs take seconds."""
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 
 import pytest
 import torch
@@ -16,33 +14,10 @@ from torch import nn
 from benchmarks.__main__ import main
 from benchmarks.config import ConfigError, TrainConfig, cell_id
 from benchmarks.distributed import World, data_parallel
-from test_data_parallel import REPO, cell_dir, command, env, kill_tree, run
+from test_data_parallel import cell_dir, command, kill_after, run
 
 CELL = ["digits", "--optimizer", "sam", "--batch-size", "32", "--max-steps", "6", "--device", "cpu",
         "--progress", "none", "--threads", "1"]
-
-
-def kill_after(argv: list[str], runs, step: int) -> int:
-    """Start ``argv``, SIGKILL it (torchrun and every rank) once a checkpoint at ``step``
-    or later is on disk; the checkpoint's step."""
-    proc = subprocess.Popen(argv, cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            path = next(runs.glob("adhoc/*/checkpoint.pt"), None)
-            try:
-                if path is not None and torch.load(path, weights_only=False)["position"]["step"] >= step:
-                    break
-            except Exception:  # noqa: BLE001 - replaced while read: look again
-                pass
-            time.sleep(0.1)
-        else:
-            pytest.fail(f"no checkpoint past step {step} in 300 s")
-    finally:
-        kill_tree(proc.pid)
-        proc.wait()
-    return torch.load(cell_dir(runs) / "checkpoint.pt", weights_only=False)["position"]["step"]
 
 
 def final_weights(runs) -> dict[str, torch.Tensor]:

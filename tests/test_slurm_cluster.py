@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -95,10 +94,18 @@ def test_resources_the_partition_cannot_give_are_refused_before_submitting(capsy
     assert not (runs / "tiny" / ".sweep" / "jobs.jsonl").exists()
 
 
-def test_scontrol_requeue_resumes_the_cell_from_its_checkpoint(capsys, sweep_env, slurm_node_free):
+# Two tasks: one cell data-parallel over two CPU processes of one job (gloo).
+TWO_TASKS = ["--tasks-per-node", "2", "--cpus", "1"]
+
+
+@pytest.mark.parametrize("tasks", [1, 2])
+def test_scontrol_requeue_resumes_the_cell_from_its_checkpoint(capsys, sweep_env, slurm_node_free, tasks):
+    """`scontrol requeue` stops every rank at the same step; the same job restarts,
+    resumes from rank 0's checkpoint and finishes with one result."""
     module, runs = sweep_env
-    code, out = run_cli(capsys, module, runs, "launch", "long", "--time", "10")
-    assert code == 0, out
+    code, out = run_cli(capsys, module, runs, "launch", "long", "--time", "10",
+                        *(TWO_TASKS if tasks == 2 else []))
+    assert code == 0 and (tasks == 1 or "nodes=1 tasks/node=2 gpus=0 cpus=1" in out), out
     [cell] = statuses(module, runs, "long")
     job = sweep.read_jobs(runs / "long" / ".sweep")[cell.cell]
     wait_while_free(lambda: (cell.path / "metrics.jsonl").exists(), 120, "the first epoch", runs / "long")
@@ -107,26 +114,7 @@ def test_scontrol_requeue_resumes_the_cell_from_its_checkpoint(capsys, sweep_env
     assert cell.state == "done"
     assert job_ids(cell.path) == [job, job], "the cell should have been started twice, by the same job"
     assert metric_epochs(cell.path) == list(range(1, 21)), "epochs repeated or lost across the requeue"
-
-
-def test_a_two_task_job_requeued_mid_run_resumes_both_ranks_and_finishes_once(capsys, sweep_env, slurm_node_free):
-    """One cell, data-parallel over two CPU tasks of one job (gloo): `scontrol requeue`
-    stops both ranks at the same step; the requeued job resumes both from rank 0's
-    checkpoint and finishes with one result."""
-    module, runs = sweep_env
-    code, out = run_cli(capsys, module, runs, "launch", "long", "--time", "10",
-                        "--tasks-per-node", "2", "--cpus", "1")
-    assert code == 0 and "nodes=1 tasks/node=2 gpus=0 cpus=1" in out, out
-    [cell] = statuses(module, runs, "long")
-    job = sweep.read_jobs(runs / "long" / ".sweep")[cell.cell]
-    wait_while_free(lambda: (cell.path / "metrics.jsonl").exists(), 120, "the first epoch", runs / "long")
-    subprocess.run(["scontrol", "requeue", job], check=True)
-    [cell] = settle(module, runs, "long")
-    assert cell.state == "done"
-    meta = json.loads((cell.path / "meta.json").read_text())
-    assert meta["world_size"] == 2
-    assert meta["slurm_job_ids"] == [job, job], "rank 0 should have started the cell twice, in the same job"
-    assert metric_epochs(cell.path) == list(range(1, 21)), "epochs repeated or lost across the requeue"
+    assert json.loads((cell.path / "meta.json").read_text())["world_size"] == tasks
     logs = "".join(p.read_text() for p in (runs / "long" / ".sweep" / "submitit").rglob("*_log.out"))
     assert logs.count("resuming ") == 1, "rank 0 alone reports the resume, once"
     assert logs.count("run directory: ") == 2, "rank 0 alone writes the run directory, once per start"
@@ -139,9 +127,8 @@ def test_a_time_limit_checkpoints_requeues_and_resumes(capsys, tmp_path, slurm_n
     # Two minutes, signalled 30 s before the end; Slurm may signal up to a minute
     # early, so the signal comes 30 to 90 s in. The cell needs far longer: the job
     # times out, checkpoints, is requeued and resumes; the test stops it there.
-    # Two tasks: one cell data-parallel over two CPU processes (gloo).
-    shape = ["--tasks-per-node", "2", "--cpus", "1"] if tasks == 2 else []
-    code, out = run_cli(capsys, module, runs, "launch", "long", "--time", "2", "--signal-delay", "30", *shape)
+    code, out = run_cli(capsys, module, runs, "launch", "long", "--time", "2", "--signal-delay", "30",
+                        *(TWO_TASKS if tasks == 2 else []))
     assert code == 0, out
     [cell] = statuses(module, runs, "long")
     job = sweep.read_jobs(runs / "long" / ".sweep")[cell.cell]
