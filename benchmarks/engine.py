@@ -243,7 +243,7 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         by_rank = ckpt.get("optimizer_by_rank")
         saved = len(by_rank) if by_rank else 1  # processes that wrote the checkpoint
-        if self.cfg.sync == "local" and saved != self.world.size:
+        if (self._state_per_rank or by_rank) and saved != self.world.size:
             raise ConfigError(f"{self.rundir.path}: its checkpoint was written by {saved} "
                               f"process(es) under --sync local, whose optimizer state is per "
                               f"rank; resume it with {saved}, not {self.world.size}")

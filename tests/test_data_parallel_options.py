@@ -69,6 +69,11 @@ def test_a_sync_local_vasso_run_killed_mid_run_resumes_every_ranks_own_average(t
     assert one.returncode == 2 and one.stderr.endswith(
         "its checkpoint was written by 2 process(es) under --sync local, whose optimizer state "
         "is per rank; resume it with 2, not 1\n"), one.stderr[-2000:]
+    # The base optimizer alone has no perturbation state: it resumes as ever.
+    sgd = [*args, "--optimizer", "sgd", "--runs-dir", str(tmp_path / "sgd")]
+    kill_after(command(2, sgd), tmp_path / "sgd", step=4)
+    resumed = run(2, sgd)
+    assert resumed.returncode == 0 and "resuming" in resumed.stdout, resumed.stderr[-2000:]
 
 
 def test_sync_batchnorm_on_cpu_processes_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
