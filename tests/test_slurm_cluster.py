@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -34,15 +35,32 @@ def queue_of(jobs) -> dict[str, list[str]]:
     return {r[0]: r[1:] for r in rows if r[0] in jobs}
 
 
+class RequeueRelease:
+    """Starts requeued jobs now instead of at their BeginTime (Slurm holds a requeued job
+    ~2 minutes). Not the instant it shows as held: released within the same ~0.1 s as
+    the requeue, Slurm may start the job while the previous run's credential is still
+    being revoked, and kills it ("non-startable batch job: Job credential revoked")."""
+
+    GRACE_S = 3.0
+
+    def __init__(self, jobs) -> None:
+        self.jobs, self.held_since = set(jobs), {}
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        for job, (state, reason) in queue_of(self.jobs).items():
+            if state != "PENDING" or reason != "BeginTime":
+                self.held_since.pop(job, None)
+            elif now - self.held_since.setdefault(job, now) >= self.GRACE_S:
+                subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False)
+
+
 def settle(module, runs, name, timeout_s=240) -> list:
-    """Wait until no cell of ``name`` is queued or running. A requeued job waits
-    for its BeginTime (Slurm holds requeued jobs ~2 minutes); release it at once."""
-    jobs = set(sweep.read_jobs(runs / name / ".sweep").values())
+    """Wait until no cell of ``name`` is queued or running (requeued jobs released)."""
+    release = RequeueRelease(sweep.read_jobs(runs / name / ".sweep").values())
 
     def quiet():
-        for job, (state, reason) in queue_of(jobs).items():
-            if state == "PENDING" and reason == "BeginTime":
-                subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False)
+        release()
         return not any(s.state in sweep.ACTIVE for s in statuses(module, runs, name))
 
     wait_while_free(quiet, timeout_s, f"the cells of {name!r} to settle", runs / name)
@@ -133,10 +151,10 @@ def test_a_time_limit_checkpoints_requeues_and_resumes(capsys, tmp_path, slurm_n
     [cell] = statuses(module, runs, "long")
     job = sweep.read_jobs(runs / "long" / ".sweep")[cell.cell]
 
+    release = RequeueRelease({job})
+
     def resumed():
-        for j, (state, reason) in queue_of({job}).items():
-            if state == "PENDING" and reason == "BeginTime":
-                subprocess.run(["scontrol", "update", f"JobId={j}", "StartTime=now"], check=False)
+        release()
         meta = cell.path / "meta.json"
         return meta.exists() and len(job_ids(cell.path)) >= 2 and metric_epochs(cell.path)
 
