@@ -4,32 +4,20 @@ recipe) beside it as a labelled anchor, not as the paper's value."""
 from __future__ import annotations
 
 import dataclasses
-import json
 
 from benchmarks.experiments import EXPERIMENTS
 from results import grid as results_grid
 from results import render
-from test_results_fixtures import write_config
+from test_results_fixtures import write_done
 
 TOP1 = {("resnet50", 0): 76.0, ("resnet50", 1): 77.0, ("vit_s32", 0): 70.0, ("vit_s32", 1): 71.0}
-
-
-def write_imagenet_run(cfg, top1: float) -> None:
-    path = write_config(cfg)
-    test = {"acc": top1, "top5": 93.0, "loss": 1.0}
-    evaluation = {"epoch": 1, "step": 5, "test": test, "train": {"loss": 1.1}}
-    (path / "metrics.jsonl").write_text(json.dumps(
-        {"epoch": 1, "step": 5, "split": "test", **test, "time_s": 1.0, "lr": 0.1}) + "\n")
-    (path / "result.json").write_text(json.dumps(
-        {"primary": "acc", "final": evaluation, "best": evaluation, "epochs": 1, "steps": 5,
-         "time_s": 1.0, "passes": 10, "passes_per_step": 2.0, "collapse": None}))
 
 
 def test_the_torchvision_anchor_sits_under_resnet50_and_is_labelled_not_the_papers(tmp_path):
     experiment = EXPERIMENTS["imagenet"]
     for cfg in experiment.cells:
         if cfg.optimizer == "vasso" and cfg.seed in (0, 1):
-            write_imagenet_run(dataclasses.replace(cfg, runs_dir=str(tmp_path)), TOP1[cfg.model, cfg.seed])
+            write_done(dataclasses.replace(cfg, runs_dir=str(tmp_path)), TOP1[cfg.model, cfg.seed])
     grid = results_grid.collect(experiment, tmp_path, slurm_jobs={})
     assert grid.columns == ["resnet50", "vit_s32"]
     for table, split in ((render.markdown(grid), lambda line: line.split("|")[1:-1]),
