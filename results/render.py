@@ -31,7 +31,6 @@ import html as html_text
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from . import stats
 from .grid import BASELINE_LABEL, BASELINE_NOTE, Grid, Group
@@ -232,13 +231,11 @@ def _layout(grid: Grid, style: _Style) -> tuple[list[str], list[list[str]]]:
 def _average(grid: Grid, row: str, style: _Style) -> str:
     """Per seed, the mean of ``grid.average`` over the row's columns; mean ± std (n) over
     the seeds that every column has finished."""
-    per_seed: dict[Any, list[float]] = {}
+    per_seed: dict[int, list[float]] = {}
     for column in grid.columns:
         group = grid.cell(row, column)
-        for run in group.runs if group else []:
-            value = run.value(grid.average) if run.state == "done" else None
-            if value is not None:
-                per_seed.setdefault(getattr(run.cfg, "seed", None), []).append(value)
+        for seed, value in (group.values_by_seed(None, metric=grid.average) if group else {}).items():
+            per_seed.setdefault(seed, []).append(value)
     means = [statistics.fmean(v) for v in per_seed.values() if len(v) == len(grid.columns)]
     if not means:
         return style.dash
