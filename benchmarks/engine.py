@@ -207,12 +207,22 @@ class Trainer:
         sample once."""
         if self.world.size == 1:
             return
-        sums, weight = self.sums.read()
-        *totals, weight = self.collective.sum([*sums.values(), weight])
+        sums, weight = self._summed_over_ranks()
         self.sums = Sums()
         if self.world.main and sums:
             self.sums.add({name: torch.tensor(total, dtype=torch.float64, device=self.device)
-                           for name, total in zip(sums, totals)}, weight)
+                           for name, total in sums.items()}, weight)
+
+    def _summed_over_ranks(self) -> tuple[dict[str, float], float]:
+        """The ranks' training sums added up, on every rank. Rank 0 names them: a rank
+        that has taken no step since a resume or a fold holds none (rank 0 holds the
+        folded ones) and sends zeros, so that every rank sends as many numbers."""
+        sums, weight = self.sums.read()
+        if self.world.size == 1:
+            return sums, weight
+        names = self.collective.broadcast(list(sums))
+        *totals, weight = self.collective.sum([*(sums.get(name, 0.0) for name in names), weight])
+        return dict(zip(names, totals)), weight
 
     def _checkpoint(self) -> None:
         self._check_finite()  # never persist a diverged state
@@ -395,9 +405,8 @@ class Trainer:
     def _end_epoch(self, progress: Progress) -> None:
         cfg, pos = self.cfg, self.pos
         self._check_finite()
-        sums, weight = self.sums.read()
-        *totals, weight = self.collective.sum([*sums.values(), weight])  # over the ranks' shares
-        train = self._declared(self.task.summarize(dict(zip(sums, totals)), weight), "summarize")
+        sums, weight = self._summed_over_ranks()
+        train = self._declared(self.task.summarize(sums, weight), "summarize")
         pos.epoch += 1
         pos.step_in_epoch = 0
         self.sums = Sums()
